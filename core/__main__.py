@@ -1,0 +1,245 @@
+"""The ``python -m core`` command line: demo, datasets, encoders, embed, cache, evaluate, recommend.
+
+Each command parses its options, makes one call into the engine and prints the result. Engine
+errors (``LabError``) are printed as one clear line and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from core.config import CACHE_ENV, DEFAULT_SEED
+from core.errors import LabError
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-dir", default=None,
+                   help=f"cache directory (default ${CACHE_ENV} or ./cache)")
+
+
+def _add_dataset(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--dataset", required=required, default=None if required else "demo",
+                   help="dataset spec: demo, yelp:DIR, movielens:DIR, csv:CONFIG.toml")
+    g = p.add_argument_group("dataset filters")
+    g.add_argument("--categories", default=None,
+                   help="comma-separated category substrings to keep (yelp default: "
+                        "restaurants,food; 'all' keeps everything)")
+    g.add_argument("--city", default=None, help="keep items in this city (yelp)")
+    g.add_argument("--state", default=None, help="keep items in this state (yelp)")
+    g.add_argument("--min-user", type=int, default=1, help="k-core: min interactions per user")
+    g.add_argument("--min-item", type=int, default=1, help="k-core: min interactions per item")
+    g.add_argument("--max-users", type=int, default=None,
+                   help="keep at most this many users (sampled with --seed)")
+    g.add_argument("--strict", action="store_true",
+                   help="fail on the first malformed line instead of skipping and counting it")
+
+
+def _options(args: argparse.Namespace):
+    from core.data import LoadOptions
+
+    cats = None
+    if args.categories:
+        cats = () if args.categories.strip().lower() == "all" else tuple(
+            c.strip() for c in args.categories.split(",") if c.strip())
+    return LoadOptions(
+        categories=cats, city=args.city, state=args.state,
+        min_user_interactions=args.min_user, min_item_interactions=args.min_item,
+        max_users=args.max_users, seed=getattr(args, "seed", DEFAULT_SEED) or DEFAULT_SEED,
+        strict=args.strict,
+    )
+
+
+def _load(args: argparse.Namespace):
+    from core.data import load_dataset
+
+    return load_dataset(args.dataset, cache_dir=args.cache_dir, options=_options(args))
+
+
+# --- commands -----------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from core.data.demo import generate_demo
+
+    out = generate_demo(Path(args.out), seed=args.seed, progress=True)
+    print(f"demo dataset written to {out}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from core.data import list_datasets
+
+    if args.action == "list":
+        for row in list_datasets():
+            print(f"{row['spec']:<18} {row['description']}")
+        return 0
+    if not args.dataset:
+        raise LabError("datasets describe needs a dataset spec, e.g. `datasets describe demo`")
+    ds = _load(args)
+    summary = ds.summary()
+    width = max(len(k) for k in summary)
+    for key, value in summary.items():
+        if isinstance(value, float):
+            value = f"{value:.6f}"
+        print(f"{key:<{width}}  {value}")
+    for line in ds.report.warnings:
+        print(f"warning: {line}")
+    return 0
+
+
+def cmd_encoders(args: argparse.Namespace) -> int:
+    from core.encoders import list_encoders
+
+    rows = list_encoders(check=not args.no_check)
+    for row in rows:
+        state = "available" if row["available"] else f"unavailable: {row['reason']}"
+        print(f"{row['spec']:<36} {','.join(row['modalities']):<11} {state}")
+        if row.get("description"):
+            print(f"{'':<36} {row['description']}")
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from core.config import cache_dir
+    from core.store import embed_dataset
+
+    ds = _load(args)
+    report = embed_dataset(ds, args.encoder, cache_dir(args.cache_dir), modality=args.modality,
+                           progress=True, batch_size=args.batch_size)
+    for line in report.lines():
+        print(line)
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from core.config import cache_dir
+    from core.store import cache_clear, cache_stats
+
+    root = cache_dir(args.cache_dir)
+    if args.action == "stats":
+        print(cache_stats(root))
+        return 0
+    if not args.encoder and not args.all:
+        raise LabError("cache clear needs --encoder SPEC (or --all)")
+    removed = cache_clear(root, None if args.all else args.encoder)
+    print(f"removed {removed} embedding rows")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from core.evaluation.cli import evaluate_command
+
+    return evaluate_command(args, _load)
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from core.evaluation.cli import recommend_command
+
+    return recommend_command(args, _load)
+
+
+# --- parser -------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="write the synthetic Yelp-layout demo dataset")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("datasets", help="list dataset sources or describe one dataset")
+    p.add_argument("action", choices=["list", "describe"])
+    p.add_argument("dataset", nargs="?", default=None, help="dataset spec (describe)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    _add_common(p)
+    g = p.add_argument_group("dataset filters")
+    for flag, kw in (("--categories", {}), ("--city", {}), ("--state", {}),
+                     ("--min-user", {"type": int, "default": 1}),
+                     ("--min-item", {"type": int, "default": 1}),
+                     ("--max-users", {"type": int})):
+        g.add_argument(flag, **kw)
+    g.add_argument("--strict", action="store_true")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("encoders", help="list encoder specs and whether their weights are here")
+    p.add_argument("--no-check", action="store_true", help="do not probe for local weights")
+    _add_common(p)
+    p.set_defaults(func=cmd_encoders)
+
+    p = sub.add_parser("embed", help="embed a dataset's photos and/or texts into the cache")
+    _add_dataset(p)
+    p.add_argument("--encoder", required=True, help="encoder spec, see `python -m core encoders`")
+    p.add_argument("--modality", choices=["image", "text", "all"], default="all")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    _add_common(p)
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("cache", help="inspect or clear the embedding cache")
+    p.add_argument("action", choices=["stats", "clear"])
+    p.add_argument("--encoder", default=None, help="encoder spec whose rows to clear")
+    p.add_argument("--all", action="store_true", help="clear every encoder's rows")
+    _add_common(p)
+    p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("evaluate", help="evaluate techniques on a split and print metric tables")
+    _add_dataset(p)
+    p.add_argument("--split", default="random",
+                   choices=["random", "user", "temporal", "cold-item"])
+    p.add_argument("--techniques", default=None,
+                   help="comma-separated techniques (default random,popular,als,bpr,itemknn)")
+    p.add_argument("--preset", default=None, choices=["study"],
+                   help="run every row of the study's Table 1 the encoders allow")
+    p.add_argument("--k", default="10,20,30", help="comma-separated cut-offs")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--min-rating", type=float, default=None,
+                   help="held-out interactions count as relevant only at or above this rating")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--metrics", default=None,
+                   help="metrics shown in the table (default: all; the study preset: map,ndcg)")
+    p.add_argument("--save-run", default=None, help="directory for recs/truth/metrics parquet")
+    p.add_argument("--encoder", default=None, help="CLIP encoder spec (clip-t*, multiview)")
+    p.add_argument("--text-encoder", default=None, help="text encoder spec (text technique)")
+    p.add_argument("--image-encoder", default=None, help="image encoder spec (image technique)")
+    p.add_argument("--photo-filter", default=None, choices=["food"],
+                   help="keep only food/drink photos (CLIP zero-shot label, or the dataset's own)")
+    p.add_argument("--review-filter", default=None, choices=["positive"],
+                   help="use only reviews with rating >= 4 in text representations")
+    p.add_argument("--baseline", default=None,
+                   help="technique to compare against with paired bootstrap 95%% CIs")
+    p.add_argument("--no-tune", action="store_true",
+                   help="skip hyperparameter search on validation (use defaults)")
+    _add_common(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("recommend", help="top-n recommendations for one user")
+    _add_dataset(p)
+    p.add_argument("--technique", required=True)
+    p.add_argument("--user", required=True, help="raw user id")
+    p.add_argument("-n", type=int, default=10)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--encoder", default=None)
+    p.add_argument("--text-encoder", default=None)
+    p.add_argument("--image-encoder", default=None)
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    _add_common(p)
+    p.set_defaults(func=cmd_recommend)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: cached work is kept; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,477 @@
+"""Generic loader: any dataset described by a small TOML column mapping (``csv:<config.toml>``).
+
+The config names an interactions file (CSV/TSV or Parquet), an optional items file, an optional
+image folder or image-path column, and which column plays which role. Paths are relative to the
+config file. Example (an Amazon-reviews-like export)::
+
+    [dataset]
+    domain = "product"
+
+    [interactions]
+    path = "reviews.csv"
+    user = "reviewerID"
+    item = "asin"
+    rating = "overall"
+    timestamp = "unixReviewTime"
+    text = ["summary", "reviewText"]
+
+    [items]
+    path = "meta.csv"
+    id = "asin"
+    name = "title"
+    categories = "category"
+    categories_sep = "|"
+    description = ["description", "feature"]
+    attributes = ["brand", "price"]
+
+    [images]
+    column = "image_path"
+
+This module also holds the tabular helpers the MovieLens loader shares: ``read_delimited`` (all
+fields as strings, malformed lines skipped and counted with their line number, or an error in
+strict mode), ``reject_rows``, ``parse_timestamps`` and ``finish_dataset`` (filters + build).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.data.dataset import Dataset, LoadReport, build_dataset
+from core.data.filters import k_core, sample_users
+from core.errors import DatasetError
+
+__all__ = [
+    "finish_dataset", "load_csv", "parse_timestamps", "read_delimited", "reject_rows",
+]
+
+#: Keys a config may hold, per section (anything else is a typo and is reported as such).
+_KEYS: dict[str, set[str]] = {
+    "dataset": {"domain", "name"},
+    "interactions": {"path", "user", "item", "rating", "timestamp", "timestamp_unit",
+                     "timestamp_format", "review_id", "text", "sep", "format", "encoding"},
+    "items": {"path", "id", "name", "categories", "categories_sep", "description", "attributes",
+              "sep", "format", "encoding"},
+    "images": {"folder", "pattern", "column", "label"},
+}
+
+#: Counts every tabular loader reports even when zero, so ``datasets describe`` shows them.
+ZERO_COUNTS = ("malformed_lines", "unknown_item_interactions")
+
+
+# --- reading -------------------------------------------------------------------------------------
+def read_delimited(
+    path: Path,
+    report: LoadReport,
+    *,
+    sep: str = ",",
+    names: list[str] | None = None,
+    encoding: str = "utf-8",
+    quoted: bool = True,
+    strict: bool = False,
+    what: str = "file",
+) -> pd.DataFrame:
+    """Read a delimited text file with every field as a string (``""`` when empty).
+
+    Lines with the wrong number of fields are skipped and counted as ``malformed_lines`` (with a
+    warning naming the file and the first line), or raise ``DatasetError`` naming the file and
+    line when ``strict``. Blank lines are ignored. The result has an extra ``_line`` column: the
+    1-based line number of each row (records are counted, so a quoted field spanning lines
+    shifts later numbers). ``names`` = the columns of a file without a header line.
+    """
+    if not path.is_file():
+        raise DatasetError(f"{what} not found: {path}")
+    first = 1 if names else 2
+    kwargs: dict[str, Any] = dict(
+        sep=sep, header=None if names else 0, names=names, dtype=str, keep_default_na=False,
+        na_filter=False, index_col=False, skip_blank_lines=False, encoding=encoding,
+        encoding_errors="replace", quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE,
+        engine="c",
+    )
+    skipped: list[int] = []
+    try:
+        if strict:
+            frame = pd.read_csv(path, on_bad_lines="error", **kwargs)
+        else:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", pd.errors.ParserWarning)
+                frame = pd.read_csv(path, on_bad_lines="warn", **kwargs)
+            for w in caught:
+                skipped += [int(n) for n in re.findall(r"Skipping line (\d+)", str(w.message))]
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"{path}: the file is empty (expected a header line)") from None
+    except pd.errors.ParserError as exc:
+        m = re.search(r"[Ee]xpected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if m:
+            raise DatasetError(
+                f"{path}: line {m.group(2)}: malformed line (expected {m.group(1)} fields, "
+                f"saw {m.group(3)})"
+            ) from None
+        raise DatasetError(f"{path}: cannot parse: {exc}") from None
+    frame = frame.astype(str) if len(frame.columns) else frame
+    frame.columns = [str(c).strip() for c in frame.columns]
+    total = len(frame) + len(skipped)
+    kept = np.setdiff1d(np.arange(first, first + total), np.asarray(skipped, dtype=np.int64))
+    frame["_line"] = kept if len(kept) == len(frame) else np.arange(first, first + len(frame))
+    if skipped:
+        report.add("malformed_lines", len(skipped))
+        report.warn(f"{path}: skipped {len(skipped)} line(s) with the wrong number of fields "
+                    f"(first at line {min(skipped)})")
+    data_cols = [c for c in frame.columns if c != "_line"]
+    if data_cols:
+        blank = (frame[data_cols] == "").all(axis=1)
+        frame = frame[~blank]
+    return frame
+
+
+def read_table(
+    path: Path, report: LoadReport, *, fmt: str | None, sep: str, encoding: str, strict: bool,
+    what: str,
+) -> pd.DataFrame:
+    """A CSV/TSV (via ``read_delimited``) or Parquet file as string columns plus ``_line``.
+
+    For Parquet, ``_line`` is the 1-based row number; null values become ``""``.
+    """
+    fmt = (fmt or "").lower() or ("parquet" if path.suffix.lower() in (".parquet", ".pq")
+                                  else "tsv" if path.suffix.lower() == ".tsv" else "csv")
+    if fmt == "parquet":
+        if not path.is_file():
+            raise DatasetError(f"{what} not found: {path}")
+        try:
+            raw = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for a corrupt file
+            raise DatasetError(f"{path}: cannot read as Parquet: {exc}") from None
+        frame = pd.DataFrame({
+            str(c): raw[c].astype(object).where(raw[c].notna(), "").astype(str)
+            for c in raw.columns
+        })
+        frame["_line"] = np.arange(1, len(frame) + 1)
+        return frame
+    if fmt not in ("csv", "tsv"):
+        raise DatasetError(f"{what}: format = {fmt!r} is not supported (use csv, tsv or parquet)")
+    return read_delimited(path, report, sep="\t" if fmt == "tsv" and sep == "," else sep,
+                          encoding=encoding, strict=strict, what=what)
+
+
+def reject_rows(
+    frame: pd.DataFrame, bad: pd.Series, path: Path, reason: str, report: LoadReport, strict: bool,
+) -> pd.DataFrame:
+    """Drop rows flagged ``bad``, counted as ``malformed_lines``; ``strict`` raises on the first."""
+    bad = bad.fillna(True).astype(bool)
+    if not bad.any():
+        return frame
+    lines = frame.loc[bad, "_line"]
+    first = int(lines.min())
+    if strict:
+        raise DatasetError(f"{path}: line {first}: malformed line ({reason})")
+    report.add("malformed_lines", int(bad.sum()))
+    report.warn(f"{path}: skipped {int(bad.sum())} malformed line(s) ({reason}), "
+                f"first at line {first}")
+    return frame[~bad]
+
+
+def parse_timestamps(
+    values: pd.Series, unit: str = "s", fmt: str | None = None
+) -> tuple[np.ndarray, pd.Series]:
+    """Seconds since the epoch (int64) and a mask of unparseable values.
+
+    Integers are read as seconds (``unit="ms"``: milliseconds); anything else as date strings
+    (``fmt`` is an optional ``strptime`` format, e.g. ``"%Y-%m-%d"``).
+    """
+    values = values.astype(str).str.strip()
+    num = pd.to_numeric(values, errors="coerce")
+    if fmt is None and num.notna().mean() >= 0.5:
+        seconds = num // 1000 if unit == "ms" else num
+        bad = seconds.isna()
+        return seconds.fillna(0).astype(np.int64).to_numpy(), bad
+    dates = pd.to_datetime(values, errors="coerce", format=fmt, utc=True)
+    bad = dates.isna()
+    delta = (dates - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return delta.fillna(0).astype(np.int64).to_numpy(), bad
+
+
+# --- filters + build -----------------------------------------------------------------------------
+def filter_categories(items: pd.DataFrame, categories: tuple[str, ...] | None) -> pd.DataFrame:
+    """Items whose ``categories`` contain one of the substrings (case-insensitive); all if none."""
+    if not categories:
+        return items
+    cats = items["categories"].fillna("").str.lower()
+    keep = np.zeros(len(items), dtype=bool)
+    for sub in categories:
+        keep |= cats.str.contains(sub.lower(), regex=False).to_numpy()
+    return items[keep]
+
+
+def finish_dataset(
+    name: str,
+    inter: pd.DataFrame,
+    items: pd.DataFrame,
+    photos: pd.DataFrame | None,
+    report: LoadReport,
+    options: Any,
+    domain: str,
+    interactions_file: Path,
+) -> Dataset:
+    """Drop interactions with unknown items (counted), apply the filters, build the Dataset.
+
+    Filter order: categories, then ``max_users`` sampling, then the k-core (so the k-core holds
+    in the result). ``DatasetError`` naming the filters when nothing is left.
+    """
+    for key in ZERO_COUNTS:
+        report.counts.setdefault(key, 0)
+    known_ids = set(items["item_id"].astype(str))
+    known = inter["item_id"].astype(str).isin(known_ids)
+    if (~known).any():
+        n = int((~known).sum())
+        report.add("unknown_item_interactions", n)
+        report.warn(f"{interactions_file}: {n} interaction(s) name items missing from the items "
+                    "file (dropped)")
+        inter = inter[known]
+    if inter.empty:
+        raise DatasetError(f"{name}: no interactions left after reading {interactions_file}")
+    kept = filter_categories(items, options.categories)
+    if len(kept) < len(items):
+        report.add("items_dropped_by_categories", len(items) - len(kept))
+        inter = inter[inter["item_id"].astype(str).isin(set(kept["item_id"].astype(str)))]
+    inter = sample_users(inter, options.max_users, options.seed, report)
+    inter = k_core(inter, options.min_user_interactions, options.min_item_interactions, report)
+    if inter.empty:
+        raise DatasetError(
+            f"{name}: no interactions left after filters (categories={options.categories}, "
+            f"max_users={options.max_users}, min_user={options.min_user_interactions}, "
+            f"min_item={options.min_item_interactions}); loosen them"
+        )
+    if photos is not None and len(photos):  # photos of filtered-out items are not "unknown"
+        photos = photos[photos["item_id"].astype(str).isin(set(inter["item_id"].astype(str)))]
+    return build_dataset(name, inter, kept, photos, report=report, domain=domain)
+
+
+# --- the TOML-described loader -------------------------------------------------------------------
+def _toml():
+    """``tomllib`` (Python 3.11+), else the ``tomli`` backport on Python 3.10."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10 only
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise DatasetError("csv: datasets need Python 3.11+ (tomllib) or the tomli "
+                               "package on Python 3.10: pip install tomli") from None
+    return tomllib
+
+
+def _read_config(config: Path) -> dict[str, Any]:
+    tomllib = _toml()
+    if not config.is_file():
+        raise DatasetError(f"dataset config not found: {config}")
+    try:
+        cfg = tomllib.loads(config.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise DatasetError(f"{config}: invalid TOML: {exc}") from None
+    for section, body in cfg.items():
+        if section not in _KEYS or not isinstance(body, dict):
+            raise DatasetError(f"{config}: unknown section [{section}] (expected one of "
+                               f"{', '.join(f'[{s}]' for s in _KEYS)})")
+        unknown = sorted(set(body) - _KEYS[section])
+        if unknown:
+            raise DatasetError(f"{config}: unknown key(s) {unknown} in [{section}] (allowed: "
+                               f"{', '.join(sorted(_KEYS[section]))})")
+    for section, keys in (("interactions", ("path", "user", "item")),):
+        body = cfg.get(section)
+        if body is None:
+            raise DatasetError(f"{config}: missing section [{section}]")
+        for key in keys:
+            if not body.get(key):
+                raise DatasetError(f"{config}: [{section}] needs {key} = ...")
+    if "items" in cfg:
+        for key in ("path", "id"):
+            if not cfg["items"].get(key):
+                raise DatasetError(f"{config}: [items] needs {key} = ...")
+    images = cfg.get("images")
+    if images is not None:
+        if bool(images.get("pattern")) == bool(images.get("column")):
+            raise DatasetError(f"{config}: [images] needs either pattern = ... (with folder) or "
+                               "column = ... (an image path column of the items file)")
+        if images.get("pattern") and not images.get("folder"):
+            raise DatasetError(f"{config}: [images] pattern needs folder = ...")
+        if images.get("column") and "items" not in cfg:
+            raise DatasetError(f"{config}: [images] column needs an [items] section")
+    return cfg
+
+
+def _columns(value: Any, config: Path, key: str) -> list[str]:
+    """A column name or list of names from the config, validated as strings."""
+    cols = [value] if isinstance(value, str) else value
+    if not isinstance(cols, list) or not all(isinstance(c, str) and c for c in cols):
+        raise DatasetError(f"{config}: {key} must be a column name or a list of column names")
+    return cols
+
+
+def _require(frame: pd.DataFrame, cols: list[str], config: Path, key: str, path: Path) -> None:
+    available = [c for c in frame.columns if c != "_line"]
+    for col in cols:
+        if col not in frame.columns:
+            raise DatasetError(
+                f"{config}: {key} = {col!r}: no such column in {path}; available columns: "
+                f"{', '.join(available)}"
+            )
+
+
+def _joined(frame: pd.DataFrame, cols: list[str]) -> pd.Series:
+    """Non-empty values of ``cols`` joined with a space, per row."""
+    out = frame[cols[0]].str.strip()
+    for col in cols[1:]:
+        part = frame[col].str.strip()
+        joined = out + " " + part
+        out = joined.where((out != "") & (part != ""), out + part)
+    return out
+
+
+def load_csv(config: Path, options: Any, name: str) -> Dataset:
+    """Load the dataset a TOML config describes (see the module docstring for the format).
+
+    Args:
+        config: the ``.toml`` file; every path in it is relative to its folder.
+        options: ``LoadOptions`` (categories substring filter, k-core, max_users, strict).
+        name: the dataset's spec, used as its identity.
+    Raises:
+        DatasetError: missing config, file or mapped column (naming the key, column and file),
+            invalid TOML (naming the line), malformed lines in strict mode, nothing left.
+    """
+    config = Path(config).expanduser()
+    cfg = _read_config(config)
+    base = config.resolve().parent
+    report = LoadReport()
+    report.counts["photos_missing_on_disk"] = 0
+    strict = bool(options.strict)
+
+    # interactions
+    ic = cfg["interactions"]
+    ipath = base / ic["path"]
+    frame = read_table(ipath, report, fmt=ic.get("format"), sep=ic.get("sep", ","),
+                       encoding=ic.get("encoding", "utf-8"), strict=strict,
+                       what=f"{config} [interactions] path")
+    roles: dict[str, list[str]] = {}
+    for key in ("user", "item", "rating", "timestamp", "review_id", "text"):
+        if ic.get(key):
+            roles[key] = _columns(ic[key], config, f"[interactions] {key}")
+            _require(frame, roles[key], config, f"[interactions] {key}", ipath)
+    user = frame[roles["user"][0]].str.strip()
+    item = frame[roles["item"][0]].str.strip()
+    frame = reject_rows(frame, (user == "") | (item == ""), ipath,
+                        f"empty {roles['user'][0]} or {roles['item'][0]}", report, strict)
+    inter = pd.DataFrame({"user_id": user[frame.index], "item_id": item[frame.index]})
+    if "rating" in roles:
+        rating = pd.to_numeric(frame[roles["rating"][0]].str.strip(), errors="coerce")
+        frame = reject_rows(frame, rating.isna(), ipath,
+                            f"{roles['rating'][0]} is not a number", report, strict)
+        inter = inter.loc[frame.index]
+        inter["rating"] = rating[frame.index].astype(np.float32)
+    else:
+        inter["rating"] = np.float32(1.0)
+    if "timestamp" in roles:
+        seconds, bad = parse_timestamps(frame[roles["timestamp"][0]],
+                                        unit=ic.get("timestamp_unit", "s"),
+                                        fmt=ic.get("timestamp_format"))
+        seconds = pd.Series(seconds, index=frame.index)
+        frame = reject_rows(frame, bad, ipath, f"{roles['timestamp'][0]} is not a time",
+                            report, strict)
+        inter = inter.loc[frame.index]
+        inter["timestamp"] = seconds[frame.index]
+    else:  # no time column: the file order stands in for time
+        inter["timestamp"] = np.arange(len(inter), dtype=np.int64)
+    if "review_id" in roles:
+        inter["review_id"] = frame[roles["review_id"][0]].where(
+            frame[roles["review_id"][0]] != "", None)
+    if "text" in roles:
+        inter["text"] = _joined(frame, roles["text"])
+
+    # items
+    if "items" in cfg:
+        tc = cfg["items"]
+        tpath = base / tc["path"]
+        table = read_table(tpath, report, fmt=tc.get("format"), sep=tc.get("sep", ","),
+                           encoding=tc.get("encoding", "utf-8"), strict=strict,
+                           what=f"{config} [items] path")
+        cols: dict[str, list[str]] = {}
+        for key in ("id", "name", "categories", "description", "attributes"):
+            if tc.get(key):
+                cols[key] = _columns(tc[key], config, f"[items] {key}")
+                _require(table, cols[key], config, f"[items] {key}", tpath)
+        image_col = None
+        if cfg.get("images", {}).get("column"):
+            image_col = _columns(cfg["images"]["column"], config, "[images] column")[0]
+            _require(table, [image_col], config, "[images] column", tpath)
+        ids = table[cols["id"][0]].str.strip()
+        table = reject_rows(table, ids == "", tpath, f"empty {cols['id'][0]}", report, strict)
+        items = pd.DataFrame({"item_id": ids[table.index]})
+        items["name"] = _joined(table, cols["name"]) if "name" in cols else ""
+        if "categories" in cols:
+            sep = tc.get("categories_sep", ",")
+            raw = _joined(table, cols["categories"])
+            items["categories"] = raw.str.split(sep, regex=False).map(
+                lambda parts: ", ".join(p.strip() for p in parts if p.strip()))
+        items["description"] = _joined(table, cols["description"]) if "description" in cols \
+            else ""
+        attr_cols = cols.get("attributes", [])
+        items["attributes"] = [
+            {k: v for k, v in rec.items() if v != ""}
+            for rec in table[attr_cols].to_dict("records")
+        ] if attr_cols else [{} for _ in range(len(items))]
+        if image_col:
+            items["_image"] = table[image_col].str.strip()
+        dupes = items["item_id"].duplicated()
+        if dupes.any():
+            report.add("duplicate_item_rows", int(dupes.sum()))
+            report.warn(f"{tpath}: {int(dupes.sum())} duplicate item id row(s); kept the first")
+            items = items[~dupes]
+    else:  # no items file: the interactions' item ids are the catalogue
+        items = pd.DataFrame({"item_id": np.sort(inter["item_id"].unique())})
+
+    photos = _photos(cfg.get("images"), items, inter, base, config, report)
+    domain = str(cfg.get("dataset", {}).get("domain", "item"))
+    items = items.drop(columns=["_image"], errors="ignore")
+    return finish_dataset(name, inter, items, photos, report, options, domain, ipath)
+
+
+def _photos(images: dict[str, Any] | None, items: pd.DataFrame, inter: pd.DataFrame, base: Path,
+            config: Path, report: LoadReport) -> pd.DataFrame | None:
+    """One photo per item from ``[images]``; referenced files absent on disk are counted."""
+    if not images:
+        return None
+    used = items[items["item_id"].isin(set(inter["item_id"]))]
+    folder = base / images["folder"] if images.get("folder") else base
+    if images.get("pattern"):
+        pattern = str(images["pattern"])
+        try:
+            rel = [pattern.format(item_id=i) for i in used["item_id"]]
+        except (KeyError, IndexError, ValueError) as exc:
+            raise DatasetError(f"{config}: [images] pattern = {pattern!r} is invalid ({exc}); "
+                               "use {item_id} as the placeholder") from None
+        refs = pd.Series(rel, index=used.index)
+    else:
+        refs = used["_image"]
+        refs = refs[refs != ""]
+    paths = [(Path(r) if Path(r).is_absolute() else folder / r) for r in refs]
+    exists = np.array([p.is_file() for p in paths], dtype=bool)
+    missing = int((~exists).sum())
+    report.counts["photos_missing_on_disk"] = missing
+    if missing:
+        first = paths[int(np.argmin(exists))]
+        report.warn(f"{missing} image(s) referenced by {config} [images] are missing on disk "
+                    f"(first: {first})")
+    ids = used.loc[refs.index, "item_id"].to_numpy()[exists]
+    names = used.loc[refs.index].get("name", pd.Series("", index=refs.index)).to_numpy()[exists]
+    return pd.DataFrame({
+        "photo_id": ids,
+        "item_id": ids,
+        "path": [str(p.resolve()) for p, ok in zip(paths, exists) if ok],
+        "caption": names,
+        "label": str(images.get("label", "image")),
+    })

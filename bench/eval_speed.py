@@ -1,0 +1,233 @@
+"""Evaluation speed: our evaluator vs ``implicit.evaluation.ranking_metrics_at_k``.
+
+Synthetic data of 100k users x 50k items (~1.4M interactions, popularity skew and taste groups),
+random 80/10/10 split, one ALS model (implicit, CPU) fitted on train. Both evaluators rank the test
+users over all items with train items masked, on the same model:
+
+* ours: every metric (map, ndcg, recall, precision, hit_rate, mrr, coverage, novelty) at k = 10, 20,
+  30 from one top-30 pass;
+* implicit: ``ranking_metrics_at_k`` (precision, map, ndcg, auc) at one K per call, so one call per
+  k (the figure compared) — the time of its single K=30 call is printed as well.
+
+Each evaluator runs in its own subprocess so peak memory (VmHWM, which sees BLAS and torch buffers
+that tracemalloc does not) is its own; each gets its recommended BLAS setting (ours: the default
+threaded BLAS; implicit: ``OPENBLAS_NUM_THREADS=1``, as implicit asks). Then the same on
+``../shared/datasets/movielens-100k-posters`` when that directory exists (skipped otherwise).
+
+    python -m bench.eval_speed [--users 100000 --items 50000 --interactions 1400000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+KS = (10, 20, 30)
+MOVIELENS = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / \
+    "movielens-100k-posters"
+
+
+def _vm_hwm_mb() -> float:
+    """Peak resident memory of this process so far (MB), from /proc (Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def synthetic(n_users: int, n_items: int, n_inter: int, seed: int = 0):
+    """Users x items binary CSR with a Zipf-like item popularity and 20 taste groups."""
+    rng = np.random.default_rng(seed)
+    groups = 20
+    per_user = rng.lognormal(mean=np.log(n_inter / n_users) - 0.5, sigma=1.0, size=n_users)
+    per_user = np.maximum(1, np.round(per_user * n_inter / per_user.sum())).astype(np.int64)
+    users = np.repeat(np.arange(n_users), per_user)
+    pop = 1.0 / (1.0 + np.arange(n_items // groups)) ** 0.9
+    pop /= pop.sum()
+    within = rng.choice(n_items // groups, size=len(users), p=pop)
+    own = rng.random(len(users)) < 0.7
+    g = np.where(own, users % groups, rng.integers(0, groups, len(users)))
+    items = g * (n_items // groups) + within
+    mat = sp.csr_matrix((np.ones(len(users), np.float32), (users, items)),
+                        shape=(n_users, n_items))
+    mat.sum_duplicates()
+    mat.data[:] = 1
+    return mat
+
+
+def random_split(mat: sp.csr_matrix, seed: int = 0):
+    """80/10/10 over interactions; returns (train, test) CSR (valid is left out of both)."""
+    coo = mat.tocoo()
+    order = np.random.default_rng(seed).permutation(coo.nnz)
+    n1, n2 = int(0.8 * coo.nnz), int(0.9 * coo.nnz)
+
+    def part(idx):
+        return sp.csr_matrix((coo.data[idx], (coo.row[idx], coo.col[idx])), shape=mat.shape)
+
+    return part(order[:n1]), part(order[n2:])
+
+
+def fit_als(train: sp.csr_matrix, factors: int, iterations: int):
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=factors, iterations=iterations, regularization=1.0,
+                                        num_threads=2, random_state=0)
+        model.fit(train, show_progress=False)
+    return model.user_factors, model.item_factors
+
+
+# --- workers (run in subprocesses) ---------------------------------------------------------------
+def _load(path: str):
+    z = np.load(path, allow_pickle=False)
+    train = sp.csr_matrix((z["tr_data"], z["tr_indices"], z["tr_indptr"]), shape=tuple(z["shape"]))
+    test = sp.csr_matrix((z["te_data"], z["te_indices"], z["te_indptr"]), shape=tuple(z["shape"]))
+    return train, test, z["user_factors"], z["item_factors"]
+
+
+def worker_ours(path: str) -> dict:
+    from core.evaluation.evaluator import evaluate_model
+    from core.recommenders.base import Recommender
+
+    train, test, uf, itf = _load(path)
+
+    class Factors(Recommender):
+        name = "factors"
+
+        def fit(self, ctx):  # pragma: no cover - fitted outside
+            return self
+
+        def score(self, user_idx):
+            return uf[user_idx] @ itf_t
+
+    itf_t = np.ascontiguousarray(itf.T)
+    model = Factors()
+    model.train_csr, model.n_items = train, train.shape[1]
+    base = _vm_hwm_mb()
+    t0 = time.perf_counter()
+    res = evaluate_model(model, train, test, KS)
+    elapsed = time.perf_counter() - t0
+    values = {f"{m}@{k}": v for (m, k), v in res.metrics.values.items()}
+    return {"seconds": elapsed, "peak_mb": _vm_hwm_mb(), "base_mb": base,
+            "n_users": res.n_users, "values": values}
+
+
+def worker_implicit(path: str) -> dict:
+    from implicit.cpu.als import AlternatingLeastSquares
+    from implicit.evaluation import ranking_metrics_at_k
+
+    train, test, uf, itf = _load(path)
+    model = AlternatingLeastSquares(factors=uf.shape[1], num_threads=2)
+    model.user_factors, model.item_factors = uf, itf
+    base = _vm_hwm_mb()
+    out, per_k = {}, {}
+    t0 = time.perf_counter()
+    for k in KS:
+        t = time.perf_counter()
+        r = ranking_metrics_at_k(model, train, test, K=k, show_progress=False, num_threads=2)
+        per_k[k] = time.perf_counter() - t
+        out.update({f"{m}@{k}": v for m, v in r.items()})
+    elapsed = time.perf_counter() - t0
+    return {"seconds": elapsed, "seconds_per_k": per_k, "peak_mb": _vm_hwm_mb(),
+            "base_mb": base, "values": out}
+
+
+def _run_worker(kind: str, path: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.eval_speed", "--worker", kind, "--data", path],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, **({"OPENBLAS_NUM_THREADS": "1"} if kind == "implicit" else {})},
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} worker failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def compare(name: str, train: sp.csr_matrix, test: sp.csr_matrix, factors: int,
+            iterations: int) -> dict:
+    """Fit ALS once, run both evaluators in subprocesses, print times, ratio, memory, metrics."""
+    t0 = time.perf_counter()
+    uf, itf = fit_als(train, factors, iterations)
+    fit_s = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "data.npz")
+        np.savez(path, tr_data=train.data, tr_indices=train.indices, tr_indptr=train.indptr,
+                 te_data=test.data, te_indices=test.indices, te_indptr=test.indptr,
+                 shape=np.array(train.shape), user_factors=uf, item_factors=itf)
+        ours = _run_worker("ours", path)
+        theirs = _run_worker("implicit", path)
+    ratio = theirs["seconds"] / ours["seconds"]
+    print(f"[{name}] {train.shape[0]} users x {train.shape[1]} items, train {train.nnz} / test "
+          f"{test.nnz} interactions; ALS factors={factors} fitted in {fit_s:.1f}s; "
+          f"{ours['n_users']} test users")
+    print(f"  ours     : {ours['seconds']:7.2f}s  all 8 metrics at k={KS} (one top-30 pass), "
+          f"peak RSS {ours['peak_mb']:.0f} MB (+{ours['peak_mb'] - ours['base_mb']:.0f} MB "
+          "during evaluation)")
+    per_k_s = {int(k): v for k, v in theirs["seconds_per_k"].items()}
+    per_k = ", ".join(f"K={k} {s:.2f}s" for k, s in per_k_s.items())
+    print(f"  implicit : {theirs['seconds']:7.2f}s  ranking_metrics_at_k once per k ({per_k}), "
+          f"peak RSS {theirs['peak_mb']:.0f} MB (+{theirs['peak_mb'] - theirs['base_mb']:.0f} "
+          "MB during evaluation)")
+    single = per_k_s[max(KS)] / ours["seconds"]
+    print(f"  ratio implicit/ours: {ratio:.2f}x (all k); {single:.2f}x vs its single "
+          f"K={max(KS)} call")
+    for k in KS:
+        o, t = ours["values"], theirs["values"]
+        print(f"  k={k}: map {o[f'map@{k}']:.5f} vs {t[f'map@{k}']:.5f}, ndcg "
+              f"{o[f'ndcg@{k}']:.5f} vs {t[f'ndcg@{k}']:.5f} (ours vs implicit)")
+    target = ours["seconds"] <= theirs["seconds"] and ours["seconds"] < 60 \
+        and ours["peak_mb"] < 4096
+    return {"ours": ours, "implicit": theirs, "ratio": ratio, "target_met": bool(target)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.eval_speed", description=__doc__)
+    p.add_argument("--users", type=int, default=100_000)
+    p.add_argument("--items", type=int, default=50_000)
+    p.add_argument("--interactions", type=int, default=1_400_000)
+    p.add_argument("--factors", type=int, default=64)
+    p.add_argument("--iterations", type=int, default=5)
+    p.add_argument("--worker", choices=["ours", "implicit"], help=argparse.SUPPRESS)
+    p.add_argument("--data", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        fn = worker_ours if args.worker == "ours" else worker_implicit
+        print(json.dumps(fn(args.data)))
+        return 0
+
+    t0 = time.perf_counter()
+    mat = synthetic(args.users, args.items, args.interactions)
+    train, test = random_split(mat)
+    print(f"synthetic data: {mat.nnz} interactions generated in {time.perf_counter() - t0:.1f}s")
+    res = compare("synthetic", train, test, args.factors, args.iterations)
+    print(f"  target (ours as fast, < 60 s, < 4 GB): {'met' if res['target_met'] else 'NOT met'}")
+
+    if MOVIELENS.is_dir():
+        from core.data import load_dataset
+        from core.evaluation.splits import make_split
+
+        ds = load_dataset(f"movielens:{MOVIELENS.resolve()}")
+        split = make_split(ds, "random", 42)
+        compare("movielens-100k-posters", ds.csr(split.train), ds.csr(split.test), 64, 15)
+    else:
+        print(f"[movielens-100k-posters] skipped: {MOVIELENS.resolve()} not found")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""Matrix factorisation through the ``implicit`` package: ``als`` and ``bpr``.
+
+Both fit implicit's CPU models on the binary train CSR (users x items, as implicit 0.7 expects) with
+``random_state = ctx.seed``. With tuning on (``ctx.valid`` given and ``ctx.options["tune"]`` not
+False), hyperparameters are picked by nDCG@10 on the validation part: ALS tries every combination of
+factors {50, 100, 200} x regularization {1, 10}; BPR tries factors {25, 50, 100} and, for each,
+keeps the epoch (checked every 10, up to 200) that scored best. A hyperparameter given to
+``create_recommender`` is fixed, not searched. Without tuning the ``defaults`` are used. Users
+without train history receive the popularity fallback. BPR runs on one thread (implicit's
+multithreaded SGD is lock-free and so not reproducible)."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from typing import Any, ClassVar
+
+import numpy as np
+
+from core.recommenders import register
+from core.recommenders.base import FitContext
+from core.recommenders.baselines import PopularityFallback
+
+
+def _bar(items: list, desc: str, ctx: FitContext):
+    """``items`` wrapped in a tqdm bar on stderr when the run asked for bars."""
+    if not ctx.options.get("progress_bars"):
+        return items
+    import sys
+
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, file=sys.stderr, leave=False, delay=2.0)
+
+
+class _ImplicitMF(PopularityFallback):
+    """Shared fit/tune/score code of the implicit adapters."""
+
+    #: hyperparameters searched on validation -> candidate values (every combination is tried)
+    grid: ClassVar[dict[str, list[Any]]] = {}
+    #: defaults used when a value is neither given nor searched
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: with tuning on, also pick the number of epochs on validation (checked every ``every``)
+    early_stopping: ClassVar[bool] = False
+    every: ClassVar[int] = 10
+    #: epochs trained while picking the best one on validation
+    max_iterations: ClassVar[int] = 200
+
+    def _build(self, params: dict[str, Any], seed: int, threads: int):
+        raise NotImplementedError
+
+    def _train(self, params: dict[str, Any], ctx: FitContext, monitor: bool = False):
+        """Fit one implicit model; with ``monitor``, keep the factors of the epoch that scored
+        best on validation. Returns ``(model, validation score or None, best epoch or None)``."""
+        from threadpoolctl import threadpool_limits
+
+        threads = int(ctx.options.get("threads", 2))
+        best: dict[str, Any] = {"score": -1.0, "epoch": None, "factors": None}
+        model = None
+
+        def callback(epoch: int, *_: Any) -> None:
+            if (epoch + 1) % self.every and epoch + 1 != int(params["iterations"]):
+                return
+            self._use(model)
+            score = self._validation(ctx)
+            if score > best["score"]:
+                best.update(score=score, epoch=epoch + 1,
+                            factors=(self._user_factors.copy(), self._item_factors_t.copy()))
+
+        # implicit's own loops are multithreaded; a multithreaded BLAS underneath only fights them
+        with threadpool_limits(1, "blas"), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*BLAS.*threads", category=RuntimeWarning)
+            model = self._build(params, ctx.seed, threads)
+            model.fit(ctx.train_csr.astype(np.float32), show_progress=False,
+                      callback=callback if monitor else None)
+        self._use(model)
+        if monitor and best["factors"] is not None:
+            self._user_factors, self._item_factors_t = best["factors"]
+            # keep the implicit model consistent with the epoch we keep
+            model.user_factors = self._user_factors.copy()
+            model.item_factors = np.ascontiguousarray(self._item_factors_t.T)
+            return model, best["score"], best["epoch"]
+        return model, None, None
+
+    def _validation(self, ctx: FitContext) -> float:
+        from core.evaluation.evaluator import validation_score
+
+        return float(validation_score(self, ctx, k=10, metric="ndcg"))
+
+    def _use(self, model) -> None:
+        self._model = model
+        self._user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
+        self._item_factors_t = np.ascontiguousarray(model.item_factors.T, dtype=np.float32)
+
+    def fit(self, ctx: FitContext) -> _ImplicitMF:
+        self._remember(ctx)
+        self._fit_fallback(ctx)
+        if not hasattr(self, "_given"):  # what create_recommender fixed (kept across refits)
+            self._given = {k: v for k, v in self.params.items() if k != "tuning"}
+        fixed = dict(self._given)
+        params = {**self.defaults, **fixed}
+        search = {k: v for k, v in self.grid.items() if k not in fixed}
+        tune = ctx.valid is not None and len(ctx.valid) > 0 and ctx.options.get("tune", True)
+        if not tune:
+            self._train(params, ctx)
+            self.params = dict(params)
+            return self
+        monitor = self.early_stopping and "iterations" not in fixed
+        keys = list(search)
+        trials = [dict(zip(keys, combo)) for combo in itertools.product(*search.values())]
+        results: list[dict[str, Any]] = []
+        best = None
+        for trial in _bar(trials or [{}], f"{self.name}: tuning", ctx):
+            run = {**params, **trial}
+            if monitor:
+                run["iterations"] = self.max_iterations
+            model, score, epoch = self._train(run, ctx, monitor=monitor)
+            if score is None:
+                score = self._validation(ctx)
+            if epoch is not None:
+                trial = {**trial, "iterations": epoch}
+            results.append({**trial, "ndcg@10": round(score, 6)})
+            ctx.log(f"{self.name}: {trial} -> validation nDCG@10 {score:.4f}")
+            if best is None or score > best[0]:
+                best = (score, trial, model, (self._user_factors, self._item_factors_t))
+        _, trial, model, factors = best
+        self._model = model
+        self._user_factors, self._item_factors_t = factors
+        self.params = {**params, **trial,
+                       "tuning": {"metric": "ndcg@10 on validation", "trials": results}}
+        return self
+
+    def score(self, user_idx: np.ndarray) -> np.ndarray:
+        users = np.atleast_1d(np.asarray(user_idx, dtype=np.int64))
+        scores = self._user_factors[users] @ self._item_factors_t
+        return self._apply_fallback(users, scores)
+
+    @property
+    def model(self):
+        """The fitted ``implicit`` model (for cross-checks against implicit's own evaluation)."""
+        return self._model
+
+
+@register
+class ALSRecommender(_ImplicitMF):
+    """Alternating least squares on implicit feedback (Hu, Koren & Volinsky 2008), via implicit."""
+
+    name = "als"
+    label = "ALS"
+    grid = {"factors": [50, 100, 200], "regularization": [1.0, 10.0]}
+    defaults = {"factors": 100, "regularization": 1.0, "alpha": 1.0, "iterations": 15}
+
+    def _build(self, params: dict[str, Any], seed: int, threads: int):
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        return AlternatingLeastSquares(
+            factors=int(params["factors"]), regularization=float(params["regularization"]),
+            alpha=float(params["alpha"]), iterations=int(params["iterations"]),
+            num_threads=threads, random_state=seed,
+        )
+
+
+@register
+class BPRRecommender(_ImplicitMF):
+    """Bayesian personalised ranking (Rendle et al. 2009) with SGD, via implicit."""
+
+    name = "bpr"
+    label = "BPR"
+    grid = {"factors": [25, 50, 100]}
+    defaults = {"factors": 50, "learning_rate": 0.01, "regularization": 0.01, "iterations": 100}
+    early_stopping = True
+
+    def _build(self, params: dict[str, Any], seed: int, threads: int):
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        # one thread: implicit's multithreaded SGD is lock-free (Hogwild), hence not reproducible
+        return BayesianPersonalizedRanking(
+            factors=int(params["factors"]), learning_rate=float(params["learning_rate"]),
+            regularization=float(params["regularization"]), iterations=int(params["iterations"]),
+            num_threads=1, random_state=seed,
+        )

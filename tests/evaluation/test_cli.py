@@ -1,0 +1,105 @@
+"""``python -m core evaluate`` and ``recommend`` on a small generated dataset."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pytest
+
+from core.__main__ import build_parser, main
+from core.errors import LabError
+from core.evaluation.cli import evaluate_command, recommend_command
+from core.evaluation.experiment import load_run, recompute_metrics
+
+
+def _run(taste, argv, command):
+    args = build_parser().parse_args(argv)
+    out = io.StringIO()
+    assert command(args, lambda a: taste, out=out) == 0
+    return out.getvalue()
+
+
+EVAL = ["evaluate", "--dataset", "x", "--techniques", "random,popular,itemknn", "--k", "5,10",
+        "--seed", "3"]
+
+
+def test_table_has_a_row_per_technique_and_notes(taste, tmp_path):
+    text = _run(taste, EVAL + ["--cache-dir", str(tmp_path)], evaluate_command)
+    lines = text.splitlines()
+    assert lines[0].startswith("dataset taste | split random (seed 3")
+    header = next(line for line in lines if line.startswith("technique"))
+    assert "MAP@5" in header and "nDCG@10" in header and "n_users" in header
+    for label in ("Random", "Popular", "ItemKNN"):
+        assert any(line.startswith(label) for line in lines)
+    assert any(line.startswith("cold users") for line in lines)
+    assert any(line.startswith("time: random fit") for line in lines)
+
+
+def test_metrics_option_limits_columns(taste, tmp_path):
+    text = _run(taste, EVAL + ["--metrics", "map,ndcg", "--cache-dir", str(tmp_path)],
+                evaluate_command)
+    assert "Recall" not in text and "MAP@10" in text
+
+
+def test_json_and_csv_are_tidy_and_agree(taste, tmp_path):
+    rows = json.loads(_run(taste, EVAL + ["--format", "json", "--cache-dir", str(tmp_path)],
+                           evaluate_command))
+    assert set(rows[0]) == {"technique", "encoder", "metric", "k", "value", "n_users"}
+    assert {r["metric"] for r in rows} == {"map", "ndcg", "recall", "precision", "hit_rate",
+                                           "mrr", "coverage", "novelty"}
+    assert len(rows) == 3 * 8 * 2
+    csv = pd.read_csv(io.StringIO(_run(taste, EVAL + ["--format", "csv",
+                                                      "--cache-dir", str(tmp_path)],
+                                       evaluate_command)))
+    assert list(csv.columns) == ["technique", "encoder", "metric", "k", "value", "n_users"]
+    by_json = {(r["technique"], r["metric"], r["k"]): r["value"] for r in rows}
+    for r in csv.itertuples():
+        assert r.value == pytest.approx(by_json[(r.technique, r.metric, r.k)], abs=1e-6)
+
+
+def test_save_run_is_recomputable(taste, tmp_path):
+    out = tmp_path / "run"
+    rows = json.loads(_run(taste, EVAL + ["--format", "json", "--save-run", str(out),
+                                          "--cache-dir", str(tmp_path)], evaluate_command))
+    run = load_run(out)
+    meta = run["run"]
+    assert meta["dataset"] == "taste" and meta["split"]["kind"] == "random"
+    again = recompute_metrics(run["recs"], run["truth"], meta["ks"], meta["n_items"],
+                              run["items"], meta["n_train_users"])
+    got = {(r.technique, r.metric, r.k): r.value for r in again.itertuples()}
+    for r in rows:
+        assert got[(r["technique"], r["metric"], r["k"])] == pytest.approx(r["value"], abs=1e-9)
+    recs = run["recs"]
+    assert set(recs.columns) == {"technique", "user_id", "rank", "item_id", "score"}
+    assert recs["user_id"].str.startswith("u").all() and recs["item_id"].str.startswith("i").all()
+
+
+def test_recommend_prints_unseen_items_with_names(taste, tmp_path):
+    argv = ["recommend", "--dataset", "x", "--technique", "itemknn", "--user", "u0007", "-n", "5",
+            "--cache-dir", str(tmp_path)]
+    text = _run(taste, argv, recommend_command)
+    assert text.splitlines()[0].startswith("top 5 for user u0007 by ItemKNN")
+    body = text.splitlines()[2:]
+    assert len(body) == 5 and all("Item " in line for line in body)
+    payload = json.loads(_run(taste, argv + ["--format", "json"], recommend_command))
+    seen = set(taste.interactions[taste.interactions.user == taste.user_index("u0007")]["item"])
+    ids = [taste.item_index(r["item_id"]) for r in payload["items"]]
+    assert len(ids) == 5 and not seen & set(ids)
+    assert [r["rank"] for r in payload["items"]] == [1, 2, 3, 4, 5]
+    scores = [r["score"] for r in payload["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_recommend_unknown_user_is_a_clear_error(taste, tmp_path):
+    args = build_parser().parse_args(["recommend", "--dataset", "x", "--technique", "popular",
+                                      "--user", "nobody", "--cache-dir", str(tmp_path)])
+    with pytest.raises(LabError, match="unknown user id 'nobody'"):
+        recommend_command(args, lambda a: taste, out=io.StringIO())
+
+
+def test_main_turns_engine_errors_into_one_line(capsys, tmp_path):
+    code = main(["evaluate", "--dataset", "nope:x", "--cache-dir", str(tmp_path)])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("error: unknown dataset spec")

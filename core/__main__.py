@@ -92,7 +92,10 @@ def cmd_encoders(args: argparse.Namespace) -> int:
 
     rows = list_encoders(check=not args.no_check)
     for row in rows:
-        state = "available" if row["available"] else f"unavailable: {row['reason']}"
+        if row["available"] is None:
+            state = row["reason"] or "not checked"
+        else:
+            state = "available" if row["available"] else f"unavailable: {row['reason']}"
         print(f"{row['spec']:<36} {','.join(row['modalities']):<11} {state}")
         if row.get("description"):
             print(f"{'':<36} {row['description']}")
@@ -228,8 +231,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _glue_dash_values(argv: list[str]) -> list[str]:
+    """Yelp ids may start with '-' (``-1di...``); argparse would read them as flags."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok in ("--user", "--item") and i + 1 < len(argv) and argv[i + 1].startswith("-") \
+                and not argv[i + 1].startswith("--"):
+            out.append(f"{tok}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(_glue_dash_values(argv))
     try:
         return int(args.func(args) or 0)
     except LabError as exc:

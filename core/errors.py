@@ -2,7 +2,7 @@
 
 
 class LabError(Exception):
-    """Base class of every error the engine raises on purpose (shown to users without a traceback)."""
+    """Base of every error the engine raises on purpose (shown to users without a traceback)."""
 
 
 class DatasetError(LabError):

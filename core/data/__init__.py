@@ -23,7 +23,8 @@ class LoadOptions:
 
     Attributes:
         categories: keep items whose categories contain one of these substrings (case-insensitive);
-            ``None`` = the loader's default (Yelp: restaurants and food, as in the study; others: all).
+            ``None`` = the loader's default (Yelp: restaurants and food, as in the study; others:
+            all).
         city, state: keep items in this city / state (Yelp), case-insensitive exact match.
         min_user_interactions, min_item_interactions: k-core filter, applied until stable.
         max_users: keep at most this many users, sampled reproducibly with ``seed``.
@@ -49,7 +50,7 @@ _SOURCES = {
 
 
 def list_datasets() -> list[dict[str, str]]:
-    """The dataset sources, as ``[{"source", "spec", "description"}]`` (a fresh list each call)."""
+    """The dataset sources as ``[{"source", "spec", "description"}]`` (a fresh list)."""
     examples = {"demo": "demo", "yelp": "yelp:DIR", "movielens": "movielens:DIR",
                 "csv": "csv:CONFIG.toml"}
     return [{"source": k, "spec": examples[k], "description": v} for k, v in _SOURCES.items()]

@@ -16,7 +16,7 @@ from core.errors import DatasetError
 
 #: Columns of ``Dataset.interactions`` (one row per user-item event, e.g. a review).
 INTERACTION_COLUMNS = ("user", "item", "rating", "timestamp", "review_id", "text")
-#: Columns every ``Dataset.items`` frame has (row ``i`` describes item index ``i``); loaders may add more.
+#: Columns every ``Dataset.items`` frame has (row ``i`` describes item ``i``); loaders may add more.
 ITEM_COLUMNS = ("item_id", "name", "categories", "description", "attributes")
 #: Columns of ``Dataset.photos`` (one row per image; ``path`` is absolute).
 PHOTO_COLUMNS = ("photo_id", "item", "path", "caption", "label")
@@ -26,9 +26,10 @@ PHOTO_COLUMNS = ("photo_id", "item", "path", "caption", "label")
 class LoadReport:
     """What a loader counted while reading: skips, unknown references, missing files, filters.
 
-    ``counts`` maps a short snake_case key to a number (``malformed_lines``, ``unknown_item_interactions``,
-    ``photos_missing_on_disk``, ``items_without_photos``, ...); ``warnings`` holds human-readable lines
-    naming the file (and line) concerned. Both are shown by ``datasets describe`` and the app.
+    ``counts`` maps a short snake_case key to a number (``malformed_lines``,
+    ``unknown_item_interactions``, ``photos_missing_on_disk``, ``items_without_photos``, ...);
+    ``warnings`` holds human-readable lines naming the file (and line) concerned.
+    Both are shown by ``datasets describe`` and the app.
     """
 
     counts: dict[str, int] = field(default_factory=dict)
@@ -47,15 +48,16 @@ class Dataset:
 
     Attributes:
         name: the spec it was loaded from (``demo``, ``yelp:/path``, ...), used as its identity.
-        interactions: columns ``INTERACTION_COLUMNS``: ``user``/``item`` int32 indices, ``rating`` float32,
-            ``timestamp`` int64 (seconds since the epoch), ``review_id`` and ``text`` (string or None).
+        interactions: columns ``INTERACTION_COLUMNS``: ``user``/``item`` int32 indices,
+            ``rating`` float32, ``timestamp`` int64 (seconds since the epoch), ``review_id`` and
+            ``text`` (string or None).
             Sorted by (timestamp, user, item) with a fresh RangeIndex.
         items: one row per item index, columns ``ITEM_COLUMNS`` at least; ``categories`` is a
             comma-separated string, ``attributes`` a ``{name: value}`` dict (possibly empty).
         photos: columns ``PHOTO_COLUMNS``; ``item`` is the item index. Only photos present on disk.
         user_ids: raw user id of each user index (object array of str).
         report: counts and warnings gathered while loading.
-        domain: a word for an item used in prompts and page labels ("restaurant", "movie", "product").
+        domain: a word for an item in prompts and page labels ("restaurant", "movie", "product").
     """
 
     name: str
@@ -183,8 +185,8 @@ def build_dataset(
 
     Args:
         interactions: columns ``user_id``, ``item_id``, ``rating``, ``timestamp`` (seconds), and
-            optionally ``review_id`` and ``text``. Rows whose item is not in ``items`` are dropped and
-            counted as ``unknown_item_interactions``.
+            optionally ``review_id`` and ``text``. Rows whose item is not in ``items`` are
+            dropped and counted as ``unknown_item_interactions``.
         items: column ``item_id`` plus any of ``name``, ``categories``, ``description``,
             ``attributes`` and extra columns. Items without interactions are dropped.
         photos: columns ``photo_id``, ``item_id``, ``path`` and optionally ``caption``, ``label``;

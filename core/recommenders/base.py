@@ -1,4 +1,4 @@
-"""The recommender contract: every technique is one small class implementing ``fit`` and ``score``."""
+"""The recommender contract: every technique is one small class with ``fit`` and ``score``."""
 
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ class FitContext:
     """Everything a technique may learn from; built once per (dataset, split) by the experiment.
 
     Attributes:
-        dataset: the whole dataset (items, photos, id maps). Techniques must learn only from ``train``
-            interactions — never read held-out interactions from ``dataset.interactions``.
+        dataset: the whole dataset (items, photos, id maps). Techniques must learn only from
+            ``train`` interactions — never read held-out interactions from ``dataset.interactions``.
         train: the train rows of ``dataset.interactions`` (same columns, original index kept).
         train_csr: binary user x item CSR of ``train``.
         valid: the validation rows, used only to pick hyperparameters (``None`` = no tuning).
         seed: random seed for anything stochastic.
-        embeddings: an ``core.store.EmbeddingProvider`` giving cached photo/review/item/prompt vectors
-            for an encoder spec (``None`` when the run uses no encoder).
+        embeddings: a ``core.store.EmbeddingProvider`` giving cached photo/review/item/prompt
+            vectors for an encoder spec (``None`` when the run uses no encoder).
         encoders: role -> encoder spec chosen for this run: ``"text"``, ``"image"``, ``"clip"``.
         options: run-wide switches: ``photo_filter`` (``None``/``"food"``), ``review_filter``
             (``None``/``"positive"``), ``min_rating`` and anything a technique documents.
@@ -56,8 +56,8 @@ class Recommender(ABC):
       * ``score(user_idx)`` returns a dense float32 array ``(len(user_idx), n_items)``: higher is
         better, no masking. Users without train history get the technique's documented
         ``fallback`` (e.g. popularity); ``cold_users`` in the evaluator counts them.
-      * ``recommend(user_idx, n)`` is the batch API for callers: top-``n`` item indices and scores per
-        user, seen (train) items filtered by default, any extra ``exclude`` CSR also filtered.
+      * ``recommend(user_idx, n)`` is the batch API for callers: top-``n`` item indices and scores
+        per user, seen (train) items filtered by default, any extra ``exclude`` CSR also filtered.
         ``recommend`` on a batch equals ``recommend`` user by user.
 
     Class attributes:

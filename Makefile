@@ -30,14 +30,14 @@ app: $(STAMP) demo
 
 test: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test]'
-	$(PY) -m ruff check core pages tests bench app.py
+	$(PY) -m ruff check core app_pages tests bench app.py
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) -m bench
 
 lint: $(STAMP)
-	$(PY) -m ruff check core pages tests bench app.py
+	$(PY) -m ruff check core app_pages tests bench app.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,269 @@
+"""Streamlit glue shared by the pages: session settings, thin caches around ``core.app_api``,
+error display and photo cards. Business logic stays in ``core``; this module only wires and draws.
+
+Caching policy (Streamlit's own guidance):
+* ``st.cache_resource`` holds shared, read-only handles: the loaded dataset (``LabData``), splits,
+  embedding providers (DuckDB connection + encoder models) and fitted content models. Nothing
+  returned from them is mutated.
+* ``st.cache_data`` only for the small encoder/technique lists, bounded with ``max_entries``.
+* Big arrays and results live in DuckDB (runs, projections, embeddings), reloaded per rerun.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core import app_api as api
+from core.config import cache_dir as resolve_cache_dir
+from core.data import LoadOptions
+from core.errors import LabError
+
+#: Per-session settings and their defaults; ``app.py`` sets them once per session.
+DEFAULTS: dict[str, Any] = {
+    "dataset_spec": "demo",
+    "recent_specs": ["demo"],
+    "enc_text": api.DEFAULT_ENCODERS["text"],
+    "enc_image": api.DEFAULT_ENCODERS["image"],
+    "enc_clip": api.DEFAULT_ENCODERS["clip"],
+    "split": "random",
+    "seed": 42,
+    "tune": True,
+    "photo_filter": "none",
+    "review_filter": "none",
+    "techniques": ["popular", "als", "itemknn", "image"],
+    "metrics": ["ndcg", "map", "recall"],
+    "k": 10,
+    "baseline": "popular",
+    "inspect_techniques": [],
+    "inspect_mode": "By id",
+    "map_role": "image",
+    "map_what": "items-photo",
+    "map_colour": "category",
+    "map_user": "(none)",
+    "search_query": "",
+    "search_mode": "clip-photos",
+}
+NONE = "(none)"
+
+
+def init_session() -> None:
+    """Set every default once per session and keep page widgets' values across page switches
+    (re-assigning a key turns widget state into session state that survives the widget)."""
+    for key, value in DEFAULTS.items():
+        if key not in st.session_state:
+            st.session_state[key] = list(value) if isinstance(value, list) else value
+        else:
+            st.session_state[key] = st.session_state[key]
+
+
+@contextmanager
+def guard() -> Iterator[None]:
+    """Show an engine error (``LabError``) as its message in an error box and stop the page;
+    anything else is a bug and keeps Streamlit's normal exception display."""
+    try:
+        yield
+    except LabError as exc:
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
+
+
+# --- session settings ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Settings:
+    """The sidebar's choices for this rerun."""
+
+    spec: str
+    cache_root: Path
+    split: str
+    seed: int
+    encoders: dict[str, str | None]
+    options: dict[str, Any]
+
+
+def settings() -> Settings:
+    """The current session's settings (set by ``app.py``'s sidebar)."""
+    s = st.session_state
+    encoders = {role: (None if s[f"enc_{role}"] in (None, NONE) else s[f"enc_{role}"])
+                for role in api.ROLES}
+    options: dict[str, Any] = {"tune": bool(s["tune"])}
+    if s["photo_filter"] != "none":
+        options["photo_filter"] = s["photo_filter"]
+    if s["review_filter"] != "none":
+        options["review_filter"] = s["review_filter"]
+    return Settings(spec=s["dataset_spec"], cache_root=cache_root(), split=s["split"],
+                    seed=int(s["seed"]), encoders=encoders, options=options)
+
+
+def cache_root() -> Path:
+    """The cache directory (``$MMREC_CACHE_DIR`` or ``./cache``)."""
+    return resolve_cache_dir(None)
+
+
+# --- cached resources ---------------------------------------------------------------------------
+@st.cache_resource(max_entries=3, show_spinner=False)
+def _load(spec: str, root: str, options: LoadOptions) -> api.LabData:
+    return api.load(spec, root, options)
+
+
+def data(cfg: Settings | None = None) -> api.LabData:
+    """The loaded dataset of the session (generated and loaded once per process)."""
+    cfg = cfg or settings()
+    with st.spinner(f"Loading {cfg.spec} …" if cfg.spec != "demo"
+                    else "Loading the synthetic demo (generated on first use) …"):
+        return _load(cfg.spec, str(cfg.cache_root), LoadOptions(seed=cfg.seed))
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def _split(_data: api.LabData, key: str, kind: str, seed: int):
+    return api.split_of(_data, kind, seed)
+
+
+def split(lab: api.LabData, cfg: Settings):
+    """The split of the session's dataset (made once per (dataset, kind, seed))."""
+    return _split(lab, lab.key, cfg.split, cfg.seed)
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _provider(_data: api.LabData, key: str, root: str):
+    return api.provider(_data, root)
+
+
+def context(lab: api.LabData, cfg: Settings):
+    """A ``FitContext`` on the train part with the shared embedding provider."""
+    return api.fit_context(lab, split(lab, cfg), _provider(lab, lab.key, str(cfg.cache_root)),
+                           cfg.encoders, cfg.options, cfg.seed)
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def _content_model(_ctx: Any, key: tuple, technique: str):
+    return api.content_model(_ctx, technique)
+
+
+def content_model(lab: api.LabData, cfg: Settings, technique: str):
+    """A fitted content technique (for "because you liked …"), or ``None`` for other kinds."""
+    if not api.is_content(technique):
+        return None
+    key = (lab.key, cfg.split, cfg.seed,
+           tuple(sorted((k, str(v)) for k, v in cfg.encoders.items())),
+           tuple(sorted((k, str(v)) for k, v in cfg.options.items())))
+    return _content_model(context(lab, cfg), key, technique)
+
+
+@st.cache_data(max_entries=1, show_spinner="Checking which encoder weights are here …")
+def encoder_choices() -> dict[str, list[dict[str, Any]]]:
+    """Encoder specs per role with availability (probed once per process: it imports open_clip;
+    the sidebar's "Re-check" button clears it)."""
+    return api.encoder_choices(check=True)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def technique_choices(encoders: tuple[tuple[str, str | None], ...]) -> list[dict[str, Any]]:
+    """Techniques with availability for the chosen encoders."""
+    return api.technique_choices(dict(encoders))
+
+
+def techniques_for(cfg: Settings) -> list[dict[str, Any]]:
+    return technique_choices(tuple(sorted(cfg.encoders.items())))
+
+
+def comparison(lab: api.LabData, cfg: Settings, techniques: list[str]) -> api.Comparison:
+    """Stored results of ``techniques`` (nothing computed; missing ones are simply absent)."""
+    return api.run_comparison(lab, cfg.cache_root, cfg.split, cfg.seed, techniques, cfg.encoders,
+                              cfg.options, compute=False)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _paired_ci(_cmp: api.Comparison, identity: tuple, baseline: str, metric: str, k: int,
+               seed: int) -> pd.DataFrame:
+    return api.paired_ci(_cmp, baseline, metric, k, seed=seed)
+
+
+def paired_ci(cmp: api.Comparison, baseline: str, metric: str, k: int, seed: int) -> pd.DataFrame:
+    """Bootstrap CIs vs ``baseline`` (a small table, cached per stored runs and choice)."""
+    return _paired_ci(cmp, cmp.identity, baseline, metric, int(k), int(seed))
+
+
+def run_with_status(lab: api.LabData, cfg: Settings, techniques: list[str]) -> api.Comparison:
+    """Compute the missing runs of ``techniques`` inside an ``st.status`` box with progress."""
+    missing = [t for t in techniques
+               if t not in api.stored_techniques(lab, cfg.cache_root, cfg.split, cfg.seed,
+                                                 techniques, cfg.encoders, cfg.options)]
+    with st.status(f"Running {', '.join(missing)} …", expanded=True) as status:
+        bar = st.progress(0.0)
+        done: list[str] = []
+
+        def progress(message: str, fraction: float | None = None) -> None:
+            st.write(message)
+            for t in missing:
+                if message.startswith(f"{t}: fit ") or message.startswith(f"{t}: skipped"):
+                    done.append(t)
+            bar.progress(min(1.0, len(set(done)) / max(1, len(missing))))
+
+        result = api.run_comparison(lab, cfg.cache_root, cfg.split, cfg.seed, techniques,
+                                    cfg.encoders, cfg.options, progress=progress)
+        bar.progress(1.0)
+        status.update(label=f"Computed {', '.join(result.computed) or 'nothing'}; stored in "
+                            "runs.duckdb", state="complete", expanded=False)
+    return result
+
+
+# --- drawing ------------------------------------------------------------------------------------
+def photo(path: Any, caption: str | None = None, width: int | str = "stretch") -> None:
+    """A photo from disk, or a grey placeholder when the item has none."""
+    if isinstance(path, str) and path and Path(path).is_file():
+        st.image(path, caption=caption, width=width)
+    else:
+        st.markdown(
+            "<div style='height:90px;background:#eee;border-radius:6px;display:flex;"
+            "align-items:center;justify-content:center;color:#888;font-size:0.8em'>"
+            "no photo</div>", unsafe_allow_html=True)
+        if caption:
+            st.caption(caption)
+
+
+def item_card(row: Any, *, score: bool = True, hit: bool | None = None,
+              extra: str | None = None, compact: bool = False) -> None:
+    """One item as a bordered card: photo, name, category, score, a hit badge. ``compact`` puts
+    a small photo beside the text (for lists side by side)."""
+    title = f"**{row.name}**"
+    if hit:
+        title = f":green-background[✓ hit] {title}"
+    bits = [str(row.category)]
+    if score and hasattr(row, "score") and pd.notna(row.score):
+        bits.append(f"score {row.score:.3f}")
+    with st.container(border=True):
+        if compact:
+            left, right = st.columns([1, 2], vertical_alignment="center")
+            with left:
+                photo(row.photo)
+            target = right
+        else:
+            photo(row.photo)
+            target = st.container()
+        with target:
+            st.markdown(title)
+            st.caption(" · ".join(bits))
+            if extra:
+                st.caption(extra)
+
+
+def grid(rows: pd.DataFrame, columns: int = 5, **card: Any) -> None:
+    """Item cards in a grid of ``columns``."""
+    records = list(rows.itertuples())
+    for start in range(0, len(records), columns):
+        cols = st.columns(columns)
+        for col, row in zip(cols, records[start:start + columns]):
+            with col:
+                item_card(row, **card)
+
+
+def spec_label(spec: str) -> str:
+    """How a dataset spec reads in pickers."""
+    return "demo — synthetic Yelp-layout demo" if spec == "demo" else spec

@@ -1,0 +1,108 @@
+"""Embedding space: UMAP (cosine) of item, photo or review vectors in one encoder's space, coloured
+by category, popularity or modality, with a user's vector, history and recommendations overlaid.
+Click a point to see its photo (plotly hover cannot show images)."""
+
+from __future__ import annotations
+
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from app_pages import _ui as ui
+from core import app_api as api
+from core.projection import SAMPLE_THRESHOLD
+
+st.title("Embedding space")
+cfg = ui.settings()
+with ui.guard():
+    lab = ui.data(cfg)
+    ctx = ui.context(lab, cfg)
+
+roles = [r for r in api.ROLES if cfg.encoders.get(r)]
+if not roles:
+    st.info("Pick an encoder in the sidebar first.")
+    st.stop()
+if st.session_state["map_role"] not in roles:
+    st.session_state["map_role"] = roles[0]
+c1, c2, c3 = st.columns(3)
+c1.selectbox("Space", roles, key="map_role",
+             format_func=lambda r: f"{api.ROLE_LABELS[r]}: {cfg.encoders[r]}")
+spec = cfg.encoders[st.session_state["map_role"]]
+choices = api.map_choices(spec, shared_space=api.encoder_role(spec) == "clip",
+                          has_text=lab.ds.has_text, has_photos=len(lab.ds.photos) > 0)
+if not choices:
+    st.info(f"{spec} has nothing to map in this dataset.")
+    st.stop()
+if st.session_state["map_what"] not in choices:
+    st.session_state["map_what"] = next(iter(choices))
+c2.selectbox("Points", list(choices), key="map_what", format_func=choices.get)
+what = st.session_state["map_what"]
+colours = {"category": "Category", "popularity": "Popularity (train interactions)",
+           "modality": "Modality", "label": "Photo label / review stars"}
+c3.selectbox("Colour by", list(colours), key="map_colour", format_func=colours.get)
+
+n_points = {"photos": len(lab.ds.photos), "reviews": len(ctx.train)}.get(what, lab.ds.n_items * 2)
+sample = None
+if n_points > SAMPLE_THRESHOLD:
+    sample = st.number_input(
+        f"Sample of points to map ({n_points:,} available; above {SAMPLE_THRESHOLD:,} the map "
+        "uses a seeded random sample)", min_value=1000, max_value=n_points,
+        value=SAMPLE_THRESHOLD, step=10_000, key="map_sample")
+
+stored = ui.comparison(lab, cfg, st.session_state["techniques"])
+users = [ui.NONE] + (api.user_ids(stored) if stored.available else [])
+if st.session_state["map_user"] not in users:
+    st.session_state["map_user"] = ui.NONE
+c1, c2 = st.columns(2)
+c1.selectbox("Overlay a user (vector, history, recommendations)", users, key="map_user")
+rec_tech = c2.selectbox("Recommendations of", stored.available or [ui.NONE], key="map_rec_tech")
+user = None if st.session_state["map_user"] == ui.NONE else st.session_state["map_user"]
+recommended: list[str] = []
+if user and rec_tech in stored.available:
+    r = stored.recs_rows(user_id=user, technique=rec_tech)
+    recommended = r.sort_values("rank").head(10)["item_id"].astype(str).tolist()
+
+with st.status(f"Mapping {choices[what].lower()} with {spec} …", expanded=False) as status, \
+        ui.guard():
+    emap = api.embedding_map(lab, ctx, cfg.cache_root, spec, what, seed=cfg.seed,
+                             sample=int(sample) if sample else None, user_id=user,
+                             recommended=recommended)
+    status.update(label=f"{len(emap.points):,} points "
+                        f"({'from the cache' if emap.cached else 'computed and cached'})",
+                  state="complete")
+
+pts = emap.points
+colour = st.session_state["map_colour"]
+hover = {"name": True, "category": True, "popularity": True, "x": False, "y": False}
+if "caption" in pts and pts["caption"].astype(bool).any():
+    hover["caption"] = True
+fig = px.scatter(pts, x="x", y="y", color=colour if colour in pts else None,
+                 color_continuous_scale="Viridis", hover_data=hover, custom_data=[pts.index],
+                 color_discrete_sequence=px.colors.qualitative.Dark24,
+                 opacity=0.75, height=620)
+fig.update_traces(marker={"size": 7 if len(pts) < 3000 else 4})
+styles = {"history": ("circle-open", 14, "black"), "recommended": ("diamond", 13, "crimson"),
+          "user": ("star", 22, "gold")}
+for role, (symbol, size, col) in styles.items():
+    part = emap.overlay[emap.overlay["role"] == role] if len(emap.overlay) else emap.overlay
+    if len(part):
+        fig.add_trace(go.Scatter(
+            x=part["x"], y=part["y"], mode="markers", name=role, text=part["name"],
+            hoverinfo="text", marker={"symbol": symbol, "size": size, "color": col,
+                                      "line": {"width": 2, "color": col}}))
+fig.update_layout(xaxis_title=None, yaxis_title=None, legend_title_text=colours[colour],
+                  margin={"t": 20, "b": 10}, showlegend=colour != "category" or len(pts) < 2000)
+fig.update_xaxes(showticklabels=False)
+fig.update_yaxes(showticklabels=False)
+event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode="points",
+                        key="map_chart")
+st.caption(f"UMAP (cosine) of {len(pts):,} of {emap.n_total:,} vectors in {spec}'s space. "
+           "A user's vector is placed at the similarity-weighted mean of its 10 nearest mapped "
+           "points. Click or lasso points to see their photos.")
+
+selected = [p.get("customdata", [None])[0] for p in (event.selection.points if event else [])
+            if p.get("curve_number", p.get("curveNumber", 0)) == 0]
+selected = [i for i in selected if i is not None][:10]
+if selected:
+    st.markdown("#### Selected")
+    ui.grid(pts.loc[selected].assign(score=float("nan")), columns=5, score=False)

@@ -1,0 +1,314 @@
+"""Stored evaluation runs: one DuckDB file, ``<cache>/runs.duckdb``, separate from the embeddings.
+
+A run is one technique evaluated on one (dataset, split, seed) with given encoders and options; its
+key is a hash of all of these (see ``run_key``). The app computes only the techniques whose key is
+missing and reloads the others instantly. Stored per run: aggregated metrics, per-user metrics and
+the top-k recommendations; the held-out truth is stored once per split key.
+
+Concurrency: every operation opens a short-lived connection, so the CLI and several app sessions can
+share the file; a writer that finds the file locked by another process retries for a few seconds
+and then raises ``CacheError`` naming the file. Rows of one run are written in one transaction, so a
+reader never sees half a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core.errors import CacheError
+
+SCHEMA_VERSION = 1
+FILE_NAME = "runs.duckdb"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS runs (
+    run_key VARCHAR PRIMARY KEY, split_key VARCHAR, dataset VARCHAR, split VARCHAR, seed INTEGER,
+    technique VARCHAR, encoders VARCHAR, options VARCHAR, ks VARCHAR, params VARCHAR,
+    timings VARCHAR, created DOUBLE);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_key VARCHAR, technique VARCHAR, encoder VARCHAR, metric VARCHAR, k INTEGER,
+    value DOUBLE, n_users INTEGER);
+CREATE TABLE IF NOT EXISTS per_user (
+    run_key VARCHAR, technique VARCHAR, user_id VARCHAR, metric VARCHAR, k INTEGER, value DOUBLE);
+CREATE TABLE IF NOT EXISTS recs (
+    run_key VARCHAR, technique VARCHAR, user_id VARCHAR, rank INTEGER, item_id VARCHAR,
+    score DOUBLE);
+CREATE TABLE IF NOT EXISTS truth (split_key VARCHAR, user_id VARCHAR, item_id VARCHAR);
+"""
+
+
+def _digest(payload: Mapping[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def split_key(dataset: str, split: str, seed: int, options: Mapping[str, Any] | None = None) -> str:
+    """Identity of a (dataset, split, seed) held-out set; ``options`` such as ``min_rating``
+    change which held-out items count as relevant, so they are part of it."""
+    relevant = {k: v for k, v in (options or {}).items() if k == "min_rating"}
+    return _digest({"dataset": dataset, "split": split, "seed": int(seed), "options": relevant})
+
+
+def run_key(
+    dataset: str,
+    split: str,
+    seed: int,
+    technique: str,
+    encoders: Mapping[str, str],
+    options: Mapping[str, Any],
+    ks: Sequence[int],
+) -> str:
+    """Identity of one stored run.
+
+    Args:
+        dataset: the dataset's identity (spec plus load options, see ``core.app_api``).
+        encoders: only the encoder specs the technique uses (so changing the CLIP encoder does not
+            invalidate ALS).
+        options: run options (filters, ``min_rating``, ``tune``).
+        ks: the cut-offs the metrics were computed at.
+    """
+    return _digest({
+        "v": SCHEMA_VERSION, "dataset": dataset, "split": split, "seed": int(seed),
+        "technique": technique, "encoders": dict(sorted(encoders.items())),
+        "options": dict(sorted(options.items())), "ks": sorted(int(k) for k in ks),
+    })
+
+
+@dataclass
+class StoredRuns:
+    """Rows of several stored runs, concatenated (technique is a column in every frame)."""
+
+    runs: pd.DataFrame
+    metrics: pd.DataFrame
+    per_user: pd.DataFrame
+    recs: pd.DataFrame
+    truth: pd.DataFrame
+
+
+class RunStore:
+    """The runs database at ``path`` (created on first use with the current schema)."""
+
+    def __init__(self, path: str | Path, lock_timeout: float = 10.0) -> None:
+        self.path = Path(path)
+        self.lock_timeout = lock_timeout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.execute(_SCHEMA)
+            rows = con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchall()
+            row = rows[0] if rows else None
+            if row is None:
+                con.execute("INSERT INTO meta VALUES ('schema', ?)", [str(SCHEMA_VERSION)])
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise CacheError(
+                    f"{self.path}: runs database has schema version {row[0]}, this version of the "
+                    f"lab uses {SCHEMA_VERSION}; delete the file to start afresh (runs are "
+                    "recomputed on demand)"
+                )
+
+    @classmethod
+    def in_cache(cls, cache_root: str | Path) -> RunStore:
+        """The store in a cache directory: ``<cache_root>/runs.duckdb``."""
+        return cls(Path(cache_root) / FILE_NAME)
+
+    def _connect(self):
+        import duckdb
+
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise CacheError(
+                        f"{self.path}: cannot open the runs database ({exc}); another process "
+                        "may be writing it — retry when it has finished"
+                    ) from exc
+                time.sleep(0.2)
+
+    # --- queries -----------------------------------------------------------------------------
+    def existing(self, keys: Iterable[str]) -> set[str]:
+        """Which of ``keys`` are stored."""
+        keys = list(keys)
+        if not keys:
+            return set()
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT run_key FROM runs WHERE list_contains(?, run_key)", [keys]
+            ).fetchall()
+        return {r[0] for r in rows}
+
+    def load(self, keys: Sequence[str], split: str | None = None) -> StoredRuns:
+        """The rows of the runs ``keys`` (missing keys are ignored) and the truth of ``split``."""
+        keys = list(keys)
+        with self._connect() as con:
+            def q(table: str, cols: str, order: str) -> pd.DataFrame:
+                return con.execute(
+                    f"SELECT {cols} FROM {table} WHERE list_contains(?, run_key) ORDER BY {order}",
+                    [keys],
+                ).df()
+
+            runs = q("runs", "*", "technique")
+            metrics = q("metrics", "technique, encoder, metric, k, value, n_users",
+                        "technique, metric, k")
+            per_user = q("per_user", "technique, user_id, metric, k, value",
+                         "technique, metric, k, user_id")
+            recs = q("recs", "technique, user_id, rank, item_id, score", "technique, user_id, rank")
+            truth = con.execute(
+                "SELECT user_id, item_id FROM truth WHERE split_key = ? ORDER BY user_id, item_id",
+                [split or ""],
+            ).df()
+        return StoredRuns(runs, metrics, per_user, recs, truth)
+
+    def load_metrics(self, keys: Sequence[str], split: str | None = None) -> StoredRuns:
+        """Only the small parts of the runs ``keys``: metrics, run rows and the split's truth
+        (``per_user`` and ``recs`` come back empty; query them with ``query_per_user`` /
+        ``query_recs``)."""
+        keys = list(keys)
+        with self._connect() as con:
+            runs = con.execute("SELECT * FROM runs WHERE list_contains(?, run_key) "
+                               "ORDER BY technique", [keys]).df()
+            metrics = con.execute(
+                "SELECT technique, encoder, metric, k, value, n_users FROM metrics "
+                "WHERE list_contains(?, run_key) ORDER BY technique, metric, k", [keys]).df()
+            truth = con.execute(
+                "SELECT user_id, item_id FROM truth WHERE split_key = ? ORDER BY user_id, item_id",
+                [split or ""]).df()
+        empty = pd.DataFrame()
+        return StoredRuns(runs, metrics, empty, empty, truth)
+
+    def query_per_user(self, keys: Sequence[str], metric: str | None = None,
+                       k: int | None = None, user_id: str | None = None,
+                       technique: str | None = None) -> pd.DataFrame:
+        """Per-user rows (technique, user_id, metric, k, value) of runs ``keys``, filtered in
+        DuckDB by whichever of ``metric``, ``k``, ``user_id``, ``technique`` is given."""
+        where, params = ["list_contains(?, run_key)"], [list(keys)]
+        for col, value in (("metric", metric), ("k", k), ("user_id", user_id),
+                           ("technique", technique)):
+            if value is not None:
+                where.append(f"{col} = ?")
+                params.append(value)
+        with self._connect() as con:
+            return con.execute(
+                "SELECT technique, user_id, metric, k, value FROM per_user WHERE "
+                + " AND ".join(where) + " ORDER BY technique, metric, k, user_id", params).df()
+
+    def query_recs(self, keys: Sequence[str], user_id: str | None = None,
+                   technique: str | None = None) -> pd.DataFrame:
+        """Top-k rows (technique, user_id, rank, item_id, score) of runs ``keys``, optionally of
+        one user and/or technique."""
+        where, params = ["list_contains(?, run_key)"], [list(keys)]
+        for col, value in (("user_id", user_id), ("technique", technique)):
+            if value is not None:
+                where.append(f"{col} = ?")
+                params.append(value)
+        with self._connect() as con:
+            return con.execute(
+                "SELECT technique, user_id, rank, item_id, score FROM recs WHERE "
+                + " AND ".join(where) + " ORDER BY technique, user_id, rank", params).df()
+
+    def list_runs(self) -> pd.DataFrame:
+        """One row per stored run (key, dataset, split, seed, technique, encoders, created)."""
+        with self._connect() as con:
+            return con.execute(
+                "SELECT run_key, dataset, split, seed, technique, encoders, created FROM runs "
+                "ORDER BY created"
+            ).df()
+
+    # --- writes ------------------------------------------------------------------------------
+    def save(
+        self,
+        key: str,
+        *,
+        split_key_: str,
+        info: Mapping[str, Any],
+        metrics: pd.DataFrame,
+        per_user: pd.DataFrame,
+        recs: pd.DataFrame,
+        truth: pd.DataFrame | None = None,
+    ) -> None:
+        """Store one technique's run under ``key`` (replacing it), in one transaction.
+
+        Args:
+            info: ``dataset``, ``split``, ``seed``, ``technique``, ``encoders``, ``options``,
+                ``ks``, ``params``, ``timings`` (JSON-serialisable).
+            metrics: columns technique, encoder, metric, k, value, n_users.
+            per_user: columns technique, user_id, metric, k, value.
+            recs: columns technique, user_id, rank, item_id, score.
+            truth: columns user_id, item_id; stored once per ``split_key_``.
+        """
+        frames = {
+            "metrics": _frame(metrics, ["technique", "encoder", "metric", "k", "value", "n_users"],
+                              key),
+            "per_user": _frame(per_user, ["technique", "user_id", "metric", "k", "value"], key),
+            "recs": _frame(recs, ["technique", "user_id", "rank", "item_id", "score"], key),
+        }
+        row = [
+            key, split_key_, str(info.get("dataset", "")), str(info.get("split", "")),
+            int(info.get("seed", 0)), str(info.get("technique", "")),
+            json.dumps(info.get("encoders", {}), sort_keys=True, default=str),
+            json.dumps(info.get("options", {}), sort_keys=True, default=str),
+            json.dumps(list(info.get("ks", [])), default=str),
+            json.dumps(info.get("params", {}), sort_keys=True, default=str),
+            json.dumps(info.get("timings", {}), sort_keys=True, default=str),
+            time.time(),
+        ]
+        with self._connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for table in ("runs", "metrics", "per_user", "recs"):
+                    con.execute(f"DELETE FROM {table} WHERE run_key = ?", [key])
+                con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                for table, frame in frames.items():
+                    con.register("_incoming", frame)
+                    con.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
+                    con.unregister("_incoming")
+                if truth is not None:
+                    have = con.execute("SELECT count(*) FROM truth WHERE split_key = ?",
+                                       [split_key_]).fetchall()[0][0]
+                    if not have:
+                        t = pd.DataFrame({
+                            "split_key": split_key_,
+                            "user_id": truth["user_id"].astype(str).to_numpy(),
+                            "item_id": truth["item_id"].astype(str).to_numpy(),
+                        })
+                        con.register("_incoming", t)
+                        con.execute("INSERT INTO truth SELECT * FROM _incoming")
+                        con.unregister("_incoming")
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+
+    def clear(self) -> int:
+        """Delete every stored run; returns how many there were."""
+        with self._connect() as con:
+            n = con.execute("SELECT count(*) FROM runs").fetchall()[0][0]
+            for table in ("runs", "metrics", "per_user", "recs", "truth"):
+                con.execute(f"DELETE FROM {table}")
+        return int(n)
+
+
+def _frame(df: pd.DataFrame, columns: list[str], key: str) -> pd.DataFrame:
+    """``df`` restricted to ``columns`` (missing ones filled with nulls), with ``run_key`` first
+    and ids as strings, in the table's column order."""
+    out = pd.DataFrame({"run_key": [key] * len(df)})
+    for col in columns:
+        if col in df.columns:
+            values = df[col].to_numpy()
+        else:
+            values = [None] * len(df)
+        out[col] = values
+    for col in ("user_id", "item_id", "technique", "encoder", "metric"):
+        if col in out.columns:
+            out[col] = out[col].astype(object).where(out[col].notna(), None)
+            out[col] = [None if v is None else str(v) for v in out[col]]
+    return out

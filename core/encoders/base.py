@@ -49,7 +49,7 @@ class Encoder(ABC):
 
     @abstractmethod
     def load(self) -> None:
-        """Load the weights now (raises ``EncoderUnavailable`` with what to do if they are missing)."""
+        """Load the weights now (``EncoderUnavailable`` says what to do if they are missing)."""
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:

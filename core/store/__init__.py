@@ -1,1 +1,148 @@
-"""store."""
+"""Storage: the DuckDB embedding cache (``EmbeddingStore``), the ``EmbeddingProvider`` techniques
+use, and the functions behind ``python -m core embed`` / ``cache stats`` / ``cache clear``.
+
+No torch here: encoders are imported only when something has to be encoded.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.store.cache import DB_NAME, SCHEMA_VERSION, EmbeddingStore, Lookup
+from core.store.provider import EmbeddingProvider, tqdm_progress
+
+__all__ = [
+    "DB_NAME", "SCHEMA_VERSION", "EmbedReport", "EmbeddingProvider", "EmbeddingStore", "Lookup",
+    "cache_clear", "cache_stats", "embed_dataset", "tqdm_progress",
+]
+
+
+@dataclass
+class EmbedReport:
+    """What ``embed_dataset`` did: per part (photos, reviews, item texts) the counts and time."""
+
+    dataset: str
+    spec: str
+    encoder_id: str
+    untrained: bool
+    parts: list[dict] = field(default_factory=list)
+    bad_examples: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        """Human-readable summary lines for the CLI."""
+        label = " (UNTRAINED random weights)" if self.untrained else ""
+        out = [f"{self.dataset}: {self.spec} → cache id {self.encoder_id}{label}"]
+        for p in self.parts:
+            rate = p["computed"] / p["seconds"] if p["seconds"] > 0 and p["computed"] else 0.0
+            extra = []
+            if p.get("bad"):
+                extra.append(f"{p['bad']} bad (skipped)")
+            if p.get("empty"):
+                extra.append(f"{p['empty']} empty (skipped)")
+            tail = f", {', '.join(extra)}" if extra else ""
+            speed = f", {rate:.1f} items/s" if rate else ""
+            out.append(f"  {p['part']:<10} {p['total']} total: {p['cached']} cached, "
+                       f"{p['computed']} encoded{tail} in {p['seconds']:.2f} s{speed}")
+        for reason in self.bad_examples[:5]:
+            out.append(f"  bad input: {reason}")
+        out.append(f"  done in {self.seconds:.2f} s")
+        return out
+
+
+def embed_dataset(ds, encoder_spec: str, cache_root: Path, modality: str = "all",
+                  progress=True, batch_size: int | None = None) -> EmbedReport:
+    """Embed a dataset's photos (``image``) and/or review + item texts (``text``) into the cache.
+
+    ``modality="all"`` does whatever the encoder supports; asking for a modality the encoder does
+    not have raises ``EncoderUnavailable``. Re-running is a cache hit; an interrupted run resumes.
+    """
+    from core.encoders import create_encoder
+    from core.errors import EncoderUnavailable
+
+    t0 = time.perf_counter()
+    enc = create_encoder(encoder_spec)
+    if modality not in ("all", "image", "text"):
+        raise ValueError(f"modality must be all, image or text, not {modality!r}")
+    wanted = set(enc.modalities) if modality == "all" else {modality}
+    if not wanted <= set(enc.modalities):
+        raise EncoderUnavailable(
+            f"{encoder_spec} encodes {', '.join(sorted(enc.modalities))} only, not {modality}; "
+            "pick another --modality or encoder"
+        )
+    prov = EmbeddingProvider(ds, cache_root, progress=progress, batch_size=batch_size)
+    report = EmbedReport(ds.name, encoder_spec, enc.id, bool(getattr(enc, "untrained", False)))
+    jobs = []
+    if "image" in wanted:
+        jobs.append(("photos", prov.photos, len(ds.photos)))
+    if "text" in wanted:
+        jobs.append(("reviews", prov.reviews, len(ds.interactions)))
+        jobs.append(("item texts", prov.item_texts, ds.n_items))
+    for part, fn, total in jobs:
+        before = dict(prov._counts(encoder_spec))
+        t = time.perf_counter()
+        _, ok = fn(encoder_spec)
+        c = prov._counts(encoder_spec)
+        row = {"part": part, "total": total, "seconds": time.perf_counter() - t,
+               "cached": c["cached"] - before["cached"],
+               "computed": c["computed"] - before["computed"]}
+        if part == "photos":
+            row["bad"] = c["bad_images"] - before["bad_images"]
+        elif part == "reviews":
+            row["empty"] = c["empty_texts"] - before["empty_texts"]
+        else:
+            row["empty"] = c["empty_item_texts"] - before["empty_item_texts"]
+        report.parts.append(row)
+    report.bad_examples = list(prov._counts(encoder_spec)["bad_examples"])
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
+
+
+def cache_stats(cache_root: Path) -> str:
+    """A table of rows per encoder and modality, plus the file's size on disk."""
+    store = EmbeddingStore(cache_root)
+    if not store.path.exists():
+        return f"no embedding cache yet at {store.path}"
+    rows = store.stats()
+    counts = store.counts()
+    lines = [f"embedding cache {store.path} (schema v{SCHEMA_VERSION}), "
+             f"{_human(store.size_bytes())} on disk"]
+    if not rows:
+        lines.append("  (no vectors)")
+    else:
+        width = max(len("encoder id"), *(len(r["encoder"]) for r in rows))
+        lines.append(f"  {'encoder id':<{width}}  {'modality':<8} {'rows':>9} {'dim':>5}")
+        for r in rows:
+            flag = "  UNTRAINED" if r["untrained"] else ""
+            lines.append(f"  {r['encoder']:<{width}}  {r['modality']:<8} {r['rows']:>9} "
+                         f"{r['dim']:>5}{flag}")
+    lines.append(f"  bad inputs remembered: {counts['bad_inputs']}; dataset map rows: "
+                 f"{counts['dataset_map']}")
+    return "\n".join(lines)
+
+
+def cache_clear(cache_root: Path, encoder_spec: str | None) -> int:
+    """Remove the vectors of one encoder (by spec, or by cache id) or of all (None); returns the
+    number of vectors removed."""
+    store = EmbeddingStore(cache_root)
+    if encoder_spec is None:
+        return store.clear(None)
+    ids = {r["encoder"] for r in store.stats()}
+    if encoder_spec in ids:
+        return store.clear(encoder_spec)
+    by_spec = {r["encoder"] for r in store.stats() if r["spec"] == encoder_spec}
+    if by_spec:
+        return sum(store.clear(i) for i in by_spec)
+    from core.encoders import create_encoder
+
+    return store.clear(create_encoder(encoder_spec).id)

@@ -1,0 +1,221 @@
+"""Embedding speed: a naive loop against our pipeline, and a cold against a warm cache.
+
+On the same 256 photos (the demo generator's, and the first 256 MovieLens posters of
+``../shared/datasets/movielens-100k-posters`` when present, skipped otherwise):
+
+* images, for ``clip:ViT-B-32/untrained`` (same compute as the real ViT-B-32) and
+  ``cnn:efficientnet-lite0``: naive = one image at a time, fp32, ``Image.open`` inside the loop,
+  a plainly built model under ``torch.no_grad()``; ours = ``Encoder.image_batches`` (batches under
+  ``inference_mode``, decoding in a thread pool overlapping inference, channels-last CNNs, bf16
+  only where the CPU has it and it agrees with fp32);
+* texts (256 demo reviews), for the CLIP text tower and MiniLM: one text at a time against
+  ``encode_texts`` (batched, length-sorted for MiniLM);
+* ``embed_dataset`` over the demo (photos with EfficientNet-Lite0, reviews and item texts with
+  MiniLM): cold cache, then the same command again (warm).
+
+Prints items/s and ratios; targets on a 2-core CPU: images ≥ 3× naive, warm ≥ 50× cold.
+
+    python -m bench.embed_speed [--naive 48] [--demo mini|full] [--skip-posters]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+N_PHOTOS = 256
+POSTERS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / \
+    "movielens-100k-posters" / "posters"
+
+
+def _demo_photos(folder: Path) -> tuple[list[str], list[str], Path]:
+    from core.data.demo import generate_demo
+
+    root = generate_demo(folder, seed=42, n_businesses=60, n_users=200, n_photos=N_PHOTOS)
+    photos = sorted(str(p) for p in (root / "photos").glob("*.jpg"))[:N_PHOTOS]
+    texts = []
+    with open(root / "yelp_academic_dataset_review.json", encoding="utf-8") as f:
+        for line in f:
+            texts.append(json.loads(line)["text"])
+            if len(texts) == N_PHOTOS:
+                break
+    return photos, texts, root
+
+
+def _naive_model(spec: str):
+    """The model built the plain way, with its preprocessing: (forward(x), preprocess)."""
+    import torch
+
+    if spec.startswith("clip:"):
+        import open_clip
+
+        torch.manual_seed(0)
+        model, _, pre = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None)
+        model.eval()
+        return model.encode_image, pre, model
+    import timm
+    from torchvision import transforms as T
+
+    from core.encoders.cnn import convert_lite0_state_dict, efficientnet_lite0_file
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0)
+    sd = torch.load(efficientnet_lite0_file(), map_location="cpu", weights_only=True)
+    model.load_state_dict(convert_lite0_state_dict(sd, model.state_dict()))
+    model.eval()
+    pre = T.Compose([T.Resize(256, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(224),
+                     T.ToTensor(), T.Normalize((0.5,) * 3, (0.5,) * 3)])
+    return model, pre, model
+
+
+def naive_images(spec: str, paths: list[str]) -> float:
+    """items/s of the naive loop over ``paths``."""
+    import torch
+    from PIL import Image
+
+    forward, pre, _ = _naive_model(spec)
+    with torch.no_grad():
+        forward(pre(Image.open(paths[0]).convert("RGB")).unsqueeze(0))  # warm-up
+        t0 = time.perf_counter()
+        for p in paths:
+            v = forward(pre(Image.open(p).convert("RGB")).unsqueeze(0))
+            v = v / v.norm(dim=-1, keepdim=True)
+    return len(paths) / (time.perf_counter() - t0)
+
+
+def ours_images(spec: str, paths: list[str]) -> float:
+    from core.encoders import create_encoder
+
+    enc = create_encoder(spec)
+    enc.load()
+    for _ in enc.image_batches(paths[:enc.batch_size]):  # warm-up (oneDNN primitives)
+        pass
+    t0 = time.perf_counter()
+    n = 0
+    for batch in enc.image_batches(paths):
+        n += len(batch.positions) + len(batch.bad)
+    return n / (time.perf_counter() - t0)
+
+
+def naive_texts(spec: str, texts: list[str]) -> float:
+    import torch
+
+    if spec.startswith("clip:"):
+        import open_clip
+
+        torch.manual_seed(0)
+        model = open_clip.create_model("ViT-B-32", pretrained=None).eval()
+        tok = open_clip.get_tokenizer("ViT-B-32")
+        fn = lambda t: model.encode_text(tok([t]))  # noqa: E731
+    else:
+        from sentence_transformers import SentenceTransformer
+
+        from core.encoders.text import minilm_folder
+
+        st = SentenceTransformer(str(minilm_folder()), device="cpu")
+        fn = lambda t: st.encode([t], convert_to_numpy=True)  # noqa: E731
+    with torch.no_grad():
+        fn(texts[0])
+        t0 = time.perf_counter()
+        for t in texts:
+            fn(t)
+    return len(texts) / (time.perf_counter() - t0)
+
+
+def ours_texts(spec: str, texts: list[str]) -> float:
+    from core.encoders import create_encoder
+
+    enc = create_encoder(spec)
+    enc.encode_texts(texts[:8])  # load + warm-up
+    t0 = time.perf_counter()
+    enc.encode_texts(texts)
+    return len(texts) / (time.perf_counter() - t0)
+
+
+def _row(label: str, naive: float, ours: float) -> str:
+    return (f"  {label:<42} naive {naive:8.1f}/s   ours {ours:8.1f}/s   "
+            f"ratio {ours / naive:5.1f}x")
+
+
+def cold_warm(ds, cache: Path) -> list[str]:
+    """``embed_dataset`` cold then warm, for the two default encoders; lines to print."""
+    from core.store import embed_dataset
+
+    lines = []
+    total_cold = total_warm = 0.0
+    for spec in ("cnn:efficientnet-lite0", "text:minilm"):
+        t0 = time.perf_counter()
+        embed_dataset(ds, spec, cache, progress=False)
+        cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rep = embed_dataset(ds, spec, cache, progress=False)
+        warm = time.perf_counter() - t0
+        assert all(p["computed"] == 0 for p in rep.parts), "warm run encoded something"
+        total_cold += cold
+        total_warm += warm
+        lines.append(f"  embed {spec:<30} cold {cold:8.2f} s   warm {warm:6.3f} s   "
+                     f"ratio {cold / warm:7.1f}x")
+    lines.append(f"  embed (both encoders)                 cold {total_cold:8.2f} s   warm "
+                 f"{total_warm:6.3f} s   ratio {total_cold / total_warm:7.1f}x  (target ≥ 50x)")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.embed_speed", description=__doc__)
+    parser.add_argument("--naive", type=int, default=48,
+                        help="images/texts timed in the naive loop (a rate; fewer = faster)")
+    parser.add_argument("--demo", choices=["mini", "full"], default="mini",
+                        help="cold/warm embed over the 256-photo mini demo or the full demo")
+    parser.add_argument("--skip-posters", action="store_true")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from core.encoders.runtime import cpu_has_native_bf16, n_cpus
+
+    print(f"embed_speed: {n_cpus()} CPU cores, native bf16: {cpu_has_native_bf16()}")
+    with tempfile.TemporaryDirectory(prefix="embed-bench-") as tmp:
+        tmp_path = Path(tmp)
+        photos, texts, demo_root = _demo_photos(tmp_path / "demo")
+        sets = [("demo photos", photos)]
+        if not args.skip_posters and POSTERS.is_dir():
+            posters = sorted(str(p) for p in POSTERS.glob("*.jpg"))[:N_PHOTOS]
+            sets.append(("movielens posters", posters))
+        else:
+            print(f"  (posters skipped: {POSTERS} not found)")
+        ratios = []
+        print(f"images ({N_PHOTOS} per set; naive loop timed on the first {args.naive}):")
+        for spec in ("clip:ViT-B-32/untrained", "cnn:efficientnet-lite0"):
+            for label, paths in sets:
+                naive = naive_images(spec, paths[:args.naive])
+                ours = ours_images(spec, paths)
+                ratios.append(ours / naive)
+                print(_row(f"{spec} · {label}", naive, ours), flush=True)
+        print(f"texts ({len(texts)} demo reviews):")
+        for spec in ("clip:ViT-B-32/untrained", "text:minilm"):
+            naive = naive_texts(spec, texts[:args.naive])
+            ours = ours_texts(spec, texts)
+            print(_row(f"{spec} text", naive, ours), flush=True)
+        print(f"image pipeline vs naive: min {min(ratios):.1f}x (target ≥ 3x)")
+
+        print(f"embed_dataset, cold vs warm cache ({args.demo} demo):")
+        if args.demo == "full":
+            from core.data import load_dataset
+
+            ds = load_dataset("demo", cache_dir=tmp_path / "cache")
+        else:
+            from core.data import LoadOptions
+            from core.data.yelp import load_yelp
+
+            ds = load_yelp(demo_root, LoadOptions(), name="demo-mini")
+        print(f"  {len(ds.photos)} photos, {len(ds.interactions)} reviews, {ds.n_items} items")
+        for line in cold_warm(ds, tmp_path / "cache"):
+            print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

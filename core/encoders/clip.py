@@ -1,0 +1,195 @@
+"""CLIP through open_clip: photos and texts in one space.
+
+Specs: ``clip:<model>/<pretrained tag>`` (any pair of ``open_clip.list_pretrained()``),
+``clip:<model>/file=<path>`` (a local checkpoint; its sha256 is part of the id) and
+``clip:<model>/untrained`` (seeded random weights: same compute, meaningless vectors; tests and
+benchmarks only). Append ``+chunk`` to split long texts into chunks and average them.
+
+Text context: CLIP reads at most 77 tokens (about 55 words); longer texts are truncated by default.
+With ``+chunk`` a text is split into windows of 75 BPE tokens, each window is encoded, and the
+L2-normalised mean of the windows is its vector (a different id, so both can be cached).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from core.encoders.runtime import TorchEncoder
+from core.encoders.weights import file_sha256, hf_cached_file, offline, unavailable
+from core.errors import EncoderUnavailable
+
+CHUNK_SUFFIX = "+chunk"
+UNTRAINED_SEED = 0
+
+
+def clip_url_cache_file(url: str, cache_dir: str | None = None) -> str | None:
+    """Path of a URL-hosted open_clip checkpoint in its download cache, if present."""
+    root = cache_dir or os.path.expanduser("~/.cache/clip")
+    path = os.path.join(root, os.path.basename(url))
+    return path if os.path.isfile(path) else None
+
+
+def local_pretrained_file(model: str, tag: str) -> str | None:
+    """Where the weights of ``model``/``tag`` already are on disk (HF or URL cache), else None."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model, tag) or {}
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        repo, filename = os.path.split(hub)
+        names = [filename] if filename else ["open_clip_model.safetensors",
+                                             "open_clip_pytorch_model.bin"]
+        if filename.endswith((".bin", ".pth", ".pt")):
+            names.insert(0, filename.rsplit(".", 1)[0] + ".safetensors")
+        hit = hf_cached_file(repo, names)
+        if hit:
+            return hit
+    if cfg.get("url"):
+        return clip_url_cache_file(cfg["url"])
+    return None
+
+
+class ClipEncoder(TorchEncoder):
+    """open_clip model; ``shared_space`` is True (image and text vectors are comparable)."""
+
+    kind = "clip"
+    shared_space = True
+    batch_size = 32
+
+    def __init__(self, spec: str) -> None:
+        super().__init__()
+        import open_clip
+
+        self.spec = spec
+        body = spec.split(":", 1)[1]
+        self.chunk_long_texts = body.endswith(CHUNK_SUFFIX)
+        if self.chunk_long_texts:
+            body = body[: -len(CHUNK_SUFFIX)]
+        model, sep, weights = body.partition("/")
+        if not sep or not model or not weights:
+            raise EncoderUnavailable(
+                f"{spec}: CLIP specs look like clip:<model>/<pretrained>, clip:<model>/file=<path> "
+                "or clip:<model>/untrained (see `python -m core encoders`)"
+            )
+        cfg = open_clip.get_model_config(model)
+        if cfg is None:
+            raise EncoderUnavailable(
+                f"{spec}: unknown open_clip model {model!r}; known: "
+                f"{', '.join(sorted(open_clip.list_models())[:12])}, ..."
+            )
+        self.model_name = model
+        self.dim = int(cfg["embed_dim"])
+        self.modalities = frozenset({"image", "text"})
+        self.checkpoint: str | None = None
+        self.tag: str | None = None
+        suffix = CHUNK_SUFFIX if self.chunk_long_texts else ""
+        if weights == "untrained":
+            self.untrained = True
+            self.id = f"clip:{model}/untrained-seed{UNTRAINED_SEED}{suffix}"
+        elif weights.startswith("file="):
+            path = Path(weights[len("file="):]).expanduser()
+            if not path.is_file():
+                raise EncoderUnavailable(f"{spec}: checkpoint file {path} does not exist")
+            self.checkpoint = str(path.resolve())
+            self.id = f"clip:{model}/sha256={file_sha256(path)[:16]}{suffix}"
+        else:
+            if not open_clip.get_pretrained_cfg(model, weights):
+                tags = open_clip.list_pretrained_tags_by_model(model)
+                raise EncoderUnavailable(
+                    f"{spec}: {weights!r} is not a pretrained tag of {model}; known tags: "
+                    f"{', '.join(tags) or 'none'} (or use file=<path> / untrained)"
+                )
+            self.tag = weights
+            self.id = f"clip:{model}/{weights}{suffix}"
+
+    def _build(self) -> None:
+        import open_clip
+        import torch
+
+        kwargs: dict[str, Any] = {"pretrained_text": False}
+        if self.untrained:
+            torch.manual_seed(UNTRAINED_SEED)
+            pretrained = None
+        elif self.checkpoint:
+            pretrained = self.checkpoint
+        else:
+            pretrained = self.tag
+            local = local_pretrained_file(self.model_name, self.tag)
+            if local is None and offline():
+                raise unavailable(
+                    f"CLIP {self.model_name}/{self.tag}", self.spec,
+                    "offline and not in the hub cache",
+                    f"--encoder clip:{self.model_name}/file=/path/to/checkpoint.pt",
+                )
+            if (open_clip.get_pretrained_cfg(self.model_name, self.tag) or {}).get("quick_gelu"):
+                kwargs["force_quick_gelu"] = True
+        try:
+            quiet = logging.getLogger()
+            level = quiet.level
+            if self.untrained:  # open_clip warns that no weights were loaded: that is the point
+                quiet.setLevel(logging.ERROR)
+            try:
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    self.model_name, pretrained=pretrained, **kwargs
+                )
+            finally:
+                quiet.setLevel(level)
+        except EncoderUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - download / checkpoint errors
+            raise unavailable(
+                f"CLIP {self.model_name}/{self.tag or self.checkpoint}", self.spec,
+                f"{type(exc).__name__}: {str(exc)[:200]}",
+                f"--encoder clip:{self.model_name}/file=/path/to/checkpoint.pt",
+            ) from exc
+        model.eval()
+        self._preprocess_fn = preprocess
+        self._tokenizer = open_clip.get_tokenizer(self.model_name)
+        self._model = model
+
+    def _preprocess(self, image):
+        return self._preprocess_fn(image)
+
+    def _forward_images(self, batch):
+        return self._model.encode_image(batch)
+
+    def _forward_texts(self, texts: list[str]):
+        import torch
+
+        if not self.chunk_long_texts:
+            return self._model.encode_text(self._tokenizer(texts))
+        rows, owner = self._chunk_tokens(texts)
+        feats = self._model.encode_text(rows).float()
+        feats = feats / feats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        out = torch.zeros((len(texts), feats.shape[1]), dtype=feats.dtype)
+        out.index_add_(0, owner, feats)
+        return out
+
+    def _chunk_tokens(self, texts: list[str]):
+        """Token rows of every ≤75-token window of every text, and the text each row belongs to."""
+        import torch
+
+        tok = self._tokenizer
+        ctx = int(getattr(tok, "context_length", 77) or 77)
+        if not hasattr(tok, "encode") or not hasattr(tok, "sot_token_id"):
+            # non-BPE tokenizers (e.g. SigLIP's): windows of 40 words
+            rows, owner = [], []
+            for i, text in enumerate(texts):
+                words = text.split() or [""]
+                for j in range(0, len(words), 40):
+                    rows.append(" ".join(words[j:j + 40]))
+                    owner.append(i)
+            return tok(rows), torch.tensor(owner)
+        width = ctx - 2
+        rows, owner = [], []
+        for i, text in enumerate(texts):
+            ids = tok.encode(text) or []
+            windows = [ids[j:j + width] for j in range(0, max(1, len(ids)), width)]
+            for w in windows:
+                row = [tok.sot_token_id, *w, tok.eot_token_id]
+                rows.append(row + [0] * (ctx - len(row)))
+                owner.append(i)
+        return torch.tensor(rows, dtype=torch.long), torch.tensor(owner)

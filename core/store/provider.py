@@ -1,0 +1,204 @@
+"""``EmbeddingProvider``: the one object techniques ask for embeddings of a dataset.
+
+Arrays come back aligned with the dataset's frames, with an ``ok`` mask: ``photos(spec)`` with
+``dataset.photos`` rows, ``reviews(spec)`` with ``dataset.interactions`` rows, ``item_texts(spec)``
+with item indices, ``texts(spec, texts)`` with the given list. Bad images and empty texts have
+``ok`` False and a zero row, and are counted in ``report``. Everything goes through the DuckDB
+cache; results are memoised in the provider (read-only arrays), so repeated calls are free.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from core.store.cache import EmbeddingStore, Progress, text_hash
+
+_TEXT_MEMO = 32
+
+
+def tqdm_progress(unit: str = "item") -> Progress:
+    """A ``progress(done, total, label)`` callback drawing one tqdm bar per label (items/s, ETA)."""
+    from tqdm.auto import tqdm
+
+    bars: dict[str, object] = {}
+
+    def update(done: int, total: int, label: str) -> None:
+        bar = bars.get(label)
+        if bar is None:
+            bar = bars[label] = tqdm(total=total, desc=label, unit=unit, dynamic_ncols=True,
+                                     smoothing=0.1)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            del bars[label]  # the next job with this label gets a fresh bar
+
+    return update
+
+
+def _resolve_progress(progress) -> Progress | None:
+    """``True`` → tqdm bars; a ``(done, total, label)`` callable as is; a one-argument callable
+    (a message logger, as the experiment runner passes) gets ``"label: done/total"`` lines."""
+    if progress is True:
+        return tqdm_progress()
+    if not callable(progress):
+        return None
+    import inspect
+
+    try:
+        params = [p for p in inspect.signature(progress).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+    except (TypeError, ValueError):
+        return progress
+    if any(p.kind == p.VAR_POSITIONAL for p in params) or len(params) >= 3:
+        return progress
+
+    def as_message(done: int, total: int, label: str) -> None:
+        if done == 0 or done >= total:
+            progress(f"embedding {label}: {done}/{total}")
+
+    return as_message
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+class EmbeddingProvider:
+    """Embeddings of one dataset's photos, reviews and item texts, through the cache.
+
+    Args:
+        dataset: a ``core.data.Dataset``.
+        cache_root: the cache directory (holds ``embeddings.duckdb``).
+        progress: ``True`` for tqdm bars, a ``progress(done, total, label)`` callable, a
+            one-argument message callable (start/end lines), or None.
+        batch_size: inference batch size (default: each encoder's).
+
+    Attributes:
+        report: per encoder spec, counts: ``bad_images``, ``empty_texts`` (reviews without text),
+            ``empty_item_texts``, ``cached``, ``computed``; and ``bad_examples`` (a few reasons).
+        timings: seconds spent per (kind, spec) on the first (non-memoised) call.
+    """
+
+    def __init__(self, dataset, cache_root: str | Path, progress: bool | Progress | None = None,
+                 batch_size: int | None = None, store: EmbeddingStore | None = None) -> None:
+        self.dataset = dataset
+        self.store = store or EmbeddingStore(cache_root)
+        self.progress = _resolve_progress(progress)
+        self.batch_size = batch_size
+        self.report: dict[str, dict] = {}
+        self.timings: dict[tuple[str, str], float] = {}
+        self._memo: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._text_memo: OrderedDict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = (
+            OrderedDict())
+        self._lock = threading.RLock()
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def encoder(self, spec: str):
+        """The encoder for ``spec`` (``create_encoder``; nothing is loaded yet)."""
+        from core.encoders import create_encoder
+
+        return create_encoder(spec)
+
+    def _counts(self, spec: str) -> dict:
+        return self.report.setdefault(spec, {"bad_images": 0, "empty_texts": 0,
+                                             "empty_item_texts": 0, "cached": 0, "computed": 0,
+                                             "bad_examples": []})
+
+    def _memoised(self, kind: str, spec: str, compute: Callable[[], tuple]) -> tuple:
+        key = (kind, self.encoder(spec).id)
+        with self._lock:
+            if key not in self._memo:
+                t0 = time.perf_counter()
+                vecs, ok = compute()
+                self._memo[key] = (_frozen(vecs), _frozen(ok))
+                self.timings[(kind, spec)] = time.perf_counter() - t0
+            return self._memo[key]
+
+    def _texts_lookup(self, spec: str, texts: Sequence[object], kind: str,
+                      keys: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray, int]:
+        enc = self.encoder(spec)
+        clean = ["" if t is None or (isinstance(t, float) and np.isnan(t)) else str(t)
+                 for t in texts]
+        nonempty = [i for i, t in enumerate(clean) if t.strip()]
+        hashes = [text_hash(clean[i]) for i in nonempty]
+        res = self.store.get_or_compute(enc, "text", [clean[i] for i in nonempty], hashes=hashes,
+                                        progress=self.progress, batch_size=self.batch_size)
+        dim = res.vectors.shape[1] if res.vectors.ndim == 2 else int(enc.dim)
+        vecs = np.zeros((len(clean), dim), dtype=np.float32)
+        ok = np.zeros(len(clean), dtype=bool)
+        vecs[nonempty] = res.vectors
+        ok[nonempty] = res.ok
+        c = self._counts(spec)
+        c["cached"] += res.hits
+        c["computed"] += res.computed
+        if keys is not None:
+            self.store.map_keys(self.dataset.name, kind, [keys[i] for i in nonempty], hashes)
+        return vecs, ok, len(clean) - len(nonempty)
+
+    # --- what techniques call ---------------------------------------------------------------------
+    def photos(self, spec: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(vectors (n_photos, d), ok (n_photos,))`` aligned with ``dataset.photos`` rows."""
+        def compute():
+            enc = self.encoder(spec)
+            ph = self.dataset.photos
+            paths = [str(p) for p in ph["path"].tolist()]
+            hashes = self.store.photo_hashes(self.dataset.name, ph["photo_id"].astype(str).tolist(),
+                                             paths)
+            res = self.store.get_or_compute(enc, "image", paths, hashes=hashes,
+                                            progress=self.progress, batch_size=self.batch_size)
+            c = self._counts(spec)
+            c["bad_images"] += len(res.bad)
+            c["cached"] += res.hits
+            c["computed"] += res.computed
+            c["bad_examples"].extend(list(res.bad.values())[:5])
+            if res.vectors.shape[1] == 0:  # no photos at all and nothing known about the encoder
+                return np.zeros((len(paths), int(enc.dim)), np.float32), res.ok
+            return res.vectors, res.ok
+
+        return self._memoised("photos", spec, compute)
+
+    def reviews(self, spec: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(vectors (n_interactions, d), ok)`` of review texts, aligned with
+        ``dataset.interactions`` rows (empty text: ``ok`` False)."""
+        def compute():
+            inter = self.dataset.interactions
+            rid = inter["review_id"]
+            keys = [str(r) if r is not None else f"row{i}" for i, r in enumerate(rid.tolist())]
+            vecs, ok, empty = self._texts_lookup(spec, inter["text"].tolist(), "review", keys)
+            self._counts(spec)["empty_texts"] += empty
+            return vecs, ok
+
+        return self._memoised("reviews", spec, compute)
+
+    def item_texts(self, spec: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(vectors (n_items, d), ok)`` of ``dataset.item_text()``, aligned with item indices."""
+        def compute():
+            keys = self.dataset.items["item_id"].astype(str).tolist()
+            vecs, ok, empty = self._texts_lookup(spec, self.dataset.item_text(), "item", keys)
+            self._counts(spec)["empty_item_texts"] += empty
+            return vecs, ok
+
+        return self._memoised("item_texts", spec, compute)
+
+    def texts(self, spec: str, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(vectors, ok)`` for arbitrary texts (prompts, queries), cached by content."""
+        texts = [str(t) if t is not None else "" for t in texts]
+        key = (self.encoder(spec).id, hash(tuple(texts)))
+        with self._lock:
+            hit = self._text_memo.get(key)
+            if hit is not None:
+                self._text_memo.move_to_end(key)
+                return hit
+            vecs, ok, _ = self._texts_lookup(spec, texts, "query", None)
+            out = (_frozen(vecs), _frozen(ok))
+            self._text_memo[key] = out
+            while len(self._text_memo) > _TEXT_MEMO:
+                self._text_memo.popitem(last=False)
+            return out

@@ -258,7 +258,7 @@ def recommend_command(
         raise LabError(f"{ds.name}: unknown user id {args.user!r} (user ids look like {examples})")
     user = ds.user_index(args.user)
     embeddings = None
-    if cls.needs:
+    if cls.needs or encoders_from_args(args):  # hybrid uses the encoders it is given
         from core.store import EmbeddingProvider
 
         embeddings = EmbeddingProvider(ds, cache_dir(args.cache_dir), progress=True)

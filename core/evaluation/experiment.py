@@ -173,7 +173,8 @@ def run_experiment(
 
     embeddings = None
     embed_error: str | None = None
-    if any(cls.needs for cls in classes.values()):
+    # hybrid needs no encoder but uses whichever the run has, so encoders alone also ask for one
+    if encoders or any(cls.needs for cls in classes.values()):
         try:
             from core.config import cache_dir
             from core.store import EmbeddingProvider

@@ -1,0 +1,107 @@
+"""Paired bootstrap confidence intervals over users for differences to a baseline technique.
+
+For a technique ``T``, a baseline ``B`` and one (metric, k), let ``d_u = T_u - B_u`` be the per-user
+difference over the users both were evaluated on. ``n_resamples`` bootstrap samples draw users
+with replacement (the same draws for every technique, metric and k, seeded), and the interval is
+the ``(alpha/2, 1 - alpha/2)`` percentiles of the resampled mean differences. An interval that
+excludes 0 says the difference is unlikely to be an artefact of which users were sampled.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from core.errors import LabError
+
+CI_COLUMNS = ["technique", "baseline", "metric", "k", "delta", "ci_low", "ci_high", "n_users"]
+
+
+def _resampled_means(
+    diffs: np.ndarray, present: np.ndarray, rng: np.random.Generator, n_resamples: int,
+    block_cells: int = 20_000_000,
+) -> np.ndarray:
+    """Bootstrap means of every column of ``diffs (n_users, m)`` under shared draws: ``(B, m)``.
+
+    A draw is a vector of counts per user (multinomial); users absent for a column
+    (``present == False``) get weight 0 there. Draws are generated in blocks so that memory stays
+    under ``block_cells`` numbers, whatever the number of users.
+    """
+    n = diffs.shape[0]
+    values = np.where(present, diffs, 0.0)
+    weights = present.astype(np.float64)
+    step = max(1, block_cells // max(n, 1))
+    out = []
+    for start in range(0, n_resamples, step):
+        size = min(step, n_resamples - start)
+        counts = rng.multinomial(n, np.full(n, 1.0 / n), size=size).astype(np.float64)
+        out.append((counts @ values) / np.maximum(counts @ weights, 1.0))
+    return np.vstack(out)
+
+
+def bootstrap_ci(
+    diffs: np.ndarray, n_resamples: int = 1000, alpha: float = 0.05, seed: int = 42,
+) -> tuple[float, float, float]:
+    """``(mean, low, high)`` of the mean of ``diffs`` with a percentile bootstrap interval."""
+    diffs = np.asarray(diffs, dtype=np.float64)
+    if len(diffs) == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = _resampled_means(diffs[:, None], np.ones((len(diffs), 1), bool), rng, n_resamples)
+    low, high = np.quantile(means[:, 0], [alpha / 2, 1 - alpha / 2])
+    return float(diffs.mean()), float(low), float(high)
+
+
+def paired_bootstrap(
+    per_user: pd.DataFrame,
+    baseline: str,
+    n_resamples: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 42,
+) -> pd.DataFrame:
+    """CIs of every technique's difference to ``baseline``, per metric and k.
+
+    Args:
+        per_user: tidy ``(technique, user, metric, k, value)`` as in ``ExperimentResult.per_user``.
+    Returns:
+        columns ``CI_COLUMNS``; one row per (technique != baseline, metric, k), in run order;
+        seeded, so the same input gives the same output.
+    Raises:
+        LabError: if the baseline has no per-user values (not run, or skipped).
+    """
+    if per_user.empty or baseline not in set(per_user["technique"]):
+        raise LabError(
+            f"--baseline {baseline}: no results for this technique (run it in --techniques; "
+            "a skipped technique cannot be a baseline)")
+    wide = per_user.pivot_table(index="user", columns=["technique", "metric", "k"],
+                                values="value", sort=True)
+    techniques = list(dict.fromkeys(t for t in per_user["technique"] if t != baseline))
+    keys, columns = [], []
+    for _, metric, k in [c for c in wide.columns if c[0] == baseline]:
+        base = wide[(baseline, metric, k)].to_numpy(dtype=np.float64)
+        for tech in techniques:
+            if (tech, metric, k) in wide.columns:
+                keys.append((tech, metric, int(k)))
+                columns.append(wide[(tech, metric, k)].to_numpy(dtype=np.float64) - base)
+    if not columns:
+        return pd.DataFrame(columns=CI_COLUMNS)
+    diffs = np.column_stack(columns)
+    present = ~np.isnan(diffs)
+    means = _resampled_means(diffs, present, np.random.default_rng(seed), n_resamples)
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2], axis=0)
+    order = {t: i for i, t in enumerate(techniques)}
+    rows = []
+    for j, (tech, metric, k) in enumerate(keys):
+        n = int(present[:, j].sum())
+        rows.append({"technique": tech, "baseline": baseline, "metric": metric, "k": k,
+                     "delta": float(np.nanmean(diffs[:, j])) if n else float("nan"),
+                     "ci_low": float(low[j]), "ci_high": float(high[j]), "n_users": n})
+    out = pd.DataFrame(rows, columns=CI_COLUMNS)
+    return out.sort_values("technique", key=lambda s: s.map(order), kind="stable").reset_index(
+        drop=True)
+
+
+def format_ci(row: pd.Series | dict, digits: int = 4) -> str:
+    """``+0.0123 [+0.0050, +0.0190]``."""
+    return (f"{row['delta']:+.{digits}f} [{row['ci_low']:+.{digits}f}, "
+            f"{row['ci_high']:+.{digits}f}]")

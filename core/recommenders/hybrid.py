@@ -1,0 +1,154 @@
+"""``hybrid``: ALS blended with a content technique (the study's future work: "an ensemble of
+multimodality and interactions").
+
+    score(u, i) = (1 - w) * z_u(ALS(u, i)) + w * z_u(content(u, i))
+
+where ``z_u`` standardises a user's scores over all items (mean 0, std 1). The weight ``w`` and the
+content technique are picked on the validation part: nDCG@10 of every pair in ``weights`` x
+``contents`` (content techniques that cannot run with the run's encoders are skipped and listed in
+``params["skipped_contents"]``). ``w = 0`` (ALS alone) is always in the grid and wins ties, so on
+validation the hybrid is never worse than ALS; with ``w = 0`` its scores are exactly ALS's.
+Without tuning (``--no-tune`` or no validation part) the first available content technique is
+blended at ``DEFAULT_WEIGHT``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from core.errors import EncoderUnavailable, TechniqueUnavailable
+from core.recommenders import register
+from core.recommenders.base import FitContext, Recommender, mask_rows
+
+DEFAULT_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
+DEFAULT_CONTENTS = (
+    "text", "image", "clip-t1", "clip-t2", "clip-t3", "clip-t4", "clip-t5", "multiview",
+)
+DEFAULT_WEIGHT = 0.2  # used when tuning is off (--no-tune)
+VALID_K = 10
+
+
+def zscore_rows(scores: np.ndarray) -> np.ndarray:
+    """Each row standardised to mean 0 and standard deviation 1 (constant rows become 0)."""
+    scores = np.asarray(scores, dtype=np.float32)
+    mean = scores.mean(axis=1, keepdims=True)
+    std = scores.std(axis=1, keepdims=True)
+    return ((scores - mean) / np.where(std > 1e-12, std, 1.0)).astype(np.float32)
+
+
+def ndcg_at_k(ranked: np.ndarray, relevant: sp.csr_matrix, k: int) -> float:
+    """Mean nDCG@k (the evaluator's definition) of ranked ids ``(n_users, >=k)`` against the rows
+    of ``relevant``."""
+    from core.evaluation.metrics import evaluate_topk
+
+    return float(evaluate_topk(ranked, relevant, [k]).values[("ndcg", k)])
+
+
+@register
+class HybridRecommender(Recommender):
+    """ALS blended with the content technique and weight that do best on validation.
+
+    Params: ``cf`` (default ``"als"``) and ``cf_fixed`` (its fixed hyperparameters; the others are
+    tuned as ``cf`` alone would be), ``weights``, ``contents`` (grids), or ``weight`` and
+    ``content`` to fix the blend without tuning; ``max_valid_users`` (default 5000, seeded sample).
+    """
+
+    name = "hybrid"
+    label = "Hybrid ALS + content"
+    needs = frozenset()
+    fallback = "the ALS fallback blended with the content technique's (item popularity)"
+
+    def fit(self, ctx: FitContext) -> HybridRecommender:
+        from core.recommenders import create_recommender
+
+        self._remember(ctx)
+        cf_name = self.params.setdefault("cf", "als")
+        self.cf = create_recommender(cf_name, **dict(self.params.get("cf_fixed") or {})).fit(ctx)
+        self.params["cf_params"] = _plain(self.cf.params)
+        fixed = self.params.get("content"), self.params.get("weight")
+        names = [fixed[0]] if fixed[0] else list(self.params.get("contents") or DEFAULT_CONTENTS)
+        self.contents: dict[str, Recommender] = {}
+        skipped: dict[str, str] = {}
+        for name in names:
+            try:
+                self.contents[name] = create_recommender(name).fit(ctx)
+            except (TechniqueUnavailable, EncoderUnavailable) as exc:
+                skipped[name] = str(exc)
+        self.params["skipped_contents"] = skipped
+        if fixed[0] and fixed[0] not in self.contents:
+            raise TechniqueUnavailable(
+                f"hybrid: content technique {fixed[0]!r} cannot run: {skipped.get(fixed[0])}")
+        if fixed[0] and fixed[1] is not None:
+            self.content_name, self.weight = fixed[0], float(fixed[1])
+        else:
+            self.content_name, self.weight = self._tune(ctx)
+        self.params.update(content=self.content_name, weight=self.weight)
+        self.content = self.contents.get(self.content_name) if self.weight > 0 else None
+        return self
+
+    def _tune(self, ctx: FitContext) -> tuple[str | None, float]:
+        """Pick (content, w) maximising validation nDCG@10; ALS alone (w = 0) wins ties."""
+        from core.evaluation.evaluator import relevant_matrix
+        from core.evaluation.topk import top_k
+
+        weights = sorted({float(w) for w in self.params.get("weights", DEFAULT_WEIGHTS)} | {0.0})
+        if not self.contents:
+            return None, 0.0
+        if ctx.valid is None or len(ctx.valid) == 0 or ctx.options.get("tune") is False:
+            name = next(iter(self.contents))  # no tuning: the first content at the default weight
+            return name, float(self.params.get("default_weight", DEFAULT_WEIGHT))
+        users = np.unique(ctx.valid["user"].to_numpy(dtype=np.int64))
+        limit = int(self.params.get("max_valid_users", 5000))
+        if len(users) > limit:
+            rng = np.random.default_rng(ctx.seed)
+            users = np.sort(rng.choice(users, size=limit, replace=False))
+        valid_csr = relevant_matrix(ctx.valid, ctx.dataset.n_users, ctx.dataset.n_items,
+                                    ctx.options.get("min_rating"))
+        users = users[np.diff(valid_csr.indptr)[users] > 0]
+        if len(users) == 0:
+            return None, 0.0
+        valid_csr = valid_csr[users]
+
+        def quality(scores: np.ndarray) -> float:
+            scores = scores.copy()
+            mask_rows(scores, ctx.train_csr, users)
+            return ndcg_at_k(top_k(scores, VALID_K)[0], valid_csr, VALID_K)
+
+        z_cf = zscore_rows(self.cf.score(users))
+        best = (quality(self.cf.score(users)), None, 0.0)
+        table: dict[str, dict[str, float]] = {"als_only": {"0.0": round(best[0], 6)}}
+        for name, rec in self.contents.items():
+            z_c = zscore_rows(rec.score(users))
+            table[name] = {}
+            for w in weights:
+                if w == 0.0:
+                    continue
+                value = quality((1.0 - w) * z_cf + w * z_c)
+                table[name][str(w)] = round(value, 6)
+                if value > best[0] + 1e-12:
+                    best = (value, name, w)
+        self.params["validation_ndcg@10"] = table
+        self.params["validation_users"] = int(len(users))
+        return best[1], best[2]
+
+    def score(self, user_idx: np.ndarray) -> np.ndarray:
+        users = np.atleast_1d(np.asarray(user_idx, dtype=np.int64))
+        cf = np.asarray(self.cf.score(users), dtype=np.float32)
+        if self.content is None or self.weight <= 0:
+            return cf
+        w = self.weight
+        return (1.0 - w) * zscore_rows(cf) + w * zscore_rows(self.content.score(users))
+
+
+def _plain(params: dict[str, Any]) -> dict[str, Any]:
+    """JSON-friendly copy of a params dict (numbers, strings, lists, dicts)."""
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, (np.integer, np.floating)):
+            value = value.item()
+        if isinstance(value, (str, int, float, bool, list, dict)) or value is None:
+            out[key] = value
+    return out

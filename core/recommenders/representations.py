@@ -1,0 +1,180 @@
+"""User and item vectors built from cached embeddings (the content techniques' raw material).
+
+Every vector is a mean of L2-normalised embeddings, re-normalised to unit length; a user or item
+with nothing to average gets the zero vector and ``has[...] = False``.
+
+* **Item photo vector**: mean of the item's photos (bad photos and photos removed by
+  ``--photo-filter`` excluded). Items without photos: zero.
+* **Item text vector**: mean of the *train* reviews the item received (``--review-filter``
+  applied). Items without such reviews, and every item of a dataset without review text
+  (MovieLens), use the embedding of their document ``Dataset.item_text()`` (name, categories,
+  description).
+* **User text vector**: mean of the user's own train reviews (filter applied). Users without such
+  reviews (every user of a dataset without review text) use the mean of the item text vectors of
+  the items they consumed in train.
+* **User photo vector**: mean of the photo vectors of the items the user consumed in train.
+
+Results are memoised per ``FitContext`` (see ``filters.run_cache``), so techniques of one run that
+share an encoder share the vectors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from core.encoders.base import l2_normalise
+from core.errors import TechniqueUnavailable
+from core.recommenders.filters import photo_keep_mask, review_keep_mask, run_cache
+
+
+def group_mean(
+    vectors: np.ndarray, groups: np.ndarray, n_groups: int, keep: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-normalised mean of ``vectors`` rows per group: ``(means (n_groups, d), has (n_groups,))``.
+
+    ``groups[r]`` is the group of row ``r``; rows with ``keep[r] == False`` are ignored. Computed
+    as one sparse matrix product.
+    """
+    vectors = np.asarray(vectors, dtype=np.float32)
+    rows = np.arange(len(vectors)) if keep is None else np.flatnonzero(keep)
+    agg = sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (np.asarray(groups)[rows], rows)),
+        shape=(n_groups, len(vectors)),
+    )
+    sums = np.asarray(agg @ vectors, dtype=np.float32)
+    has = np.asarray(agg.sum(axis=1)).ravel() > 0
+    return l2_normalise(sums), has
+
+
+def _provider(ctx: Any) -> Any:
+    if ctx.embeddings is None:
+        raise TechniqueUnavailable(
+            "content techniques need embeddings: the run was started without an embedding provider")
+    return ctx.embeddings
+
+
+def _memo(ctx: Any, key: tuple, build):
+    cache = run_cache(ctx)
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
+
+
+def _filters(ctx: Any) -> tuple:
+    return (ctx.options.get("photo_filter"), ctx.options.get("review_filter"),
+            ctx.encoders.get("clip"))
+
+
+def item_photo_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
+    """Item photo vectors ``(n_items, d)`` and ``has`` mask for encoder ``spec``."""
+
+    def build():
+        ds = ctx.dataset
+        vecs, ok = _provider(ctx).photos(spec)
+        keep = np.asarray(ok, bool) & photo_keep_mask(ctx)
+        items = ds.photos["item"].to_numpy(dtype=np.int64)
+        return group_mean(vecs, items, ds.n_items, keep)
+
+    return _memo(ctx, ("item_photo", spec, *_filters(ctx)), build)
+
+
+def item_document_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings of ``Dataset.item_text()`` (one document per item) and their ``ok`` mask."""
+
+    def build():
+        vecs, ok = _provider(ctx).item_texts(spec)
+        ok = np.asarray(ok, bool)
+        vecs = np.asarray(vecs, np.float32) * ok[:, None]
+        return l2_normalise(vecs), ok
+
+    return _memo(ctx, ("item_doc", spec), build)
+
+
+def train_review_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings of the train reviews ``(len(ctx.train), d)`` and the mask of usable ones
+    (non-empty text, passing ``--review-filter``). Empty mask on datasets without review text."""
+
+    def build():
+        train = ctx.train
+        if not ctx.dataset.has_text:
+            return np.zeros((len(train), 0), np.float32), np.zeros(len(train), bool)
+        vecs, ok = _provider(ctx).reviews(spec)
+        idx = train.index.to_numpy()
+        keep = np.asarray(ok, bool)[idx] & review_keep_mask(ctx, train)
+        return np.asarray(vecs, np.float32)[idx], keep
+
+    return _memo(ctx, ("train_reviews", spec, ctx.options.get("review_filter")), build)
+
+
+def item_text_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
+    """Item text vectors: mean of train reviews received, else the item's document embedding."""
+
+    def build():
+        ds = ctx.dataset
+        docs, doc_ok = item_document_vectors(ctx, spec)
+        revs, keep = train_review_vectors(ctx, spec)
+        if not keep.any():
+            return docs, doc_ok
+        items = ctx.train["item"].to_numpy(dtype=np.int64)
+        means, has = group_mean(revs, items, ds.n_items, keep)
+        means[~has] = docs[~has]
+        return means, has | doc_ok
+
+    return _memo(ctx, ("item_text", spec, ctx.options.get("review_filter")), build)
+
+
+def user_text_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
+    """User text vectors: mean of own train reviews, else mean of consumed items' text vectors."""
+
+    def build():
+        ds = ctx.dataset
+        item_vecs, item_has = item_text_vectors(ctx, spec)
+        from_items, has_items = consumed_mean(ctx.train_csr, item_vecs, item_has)
+        revs, keep = train_review_vectors(ctx, spec)
+        if not keep.any():
+            return from_items, has_items
+        users = ctx.train["user"].to_numpy(dtype=np.int64)
+        means, has = group_mean(revs, users, ds.n_users, keep)
+        means[~has] = from_items[~has]
+        return means, has | has_items
+
+    return _memo(ctx, ("user_text", spec, ctx.options.get("review_filter")), build)
+
+
+def consumed_mean(
+    train_csr: sp.csr_matrix, item_vecs: np.ndarray, item_has: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per user, the re-normalised mean of the vectors of the items consumed in train (only items
+    with ``item_has``), and the mask of users with at least one such item."""
+    usable = train_csr @ sp.diags(np.asarray(item_has, np.float32))
+    sums = np.asarray(usable @ np.asarray(item_vecs, np.float32), dtype=np.float32)
+    has = np.asarray(usable.sum(axis=1)).ravel() > 0
+    return l2_normalise(sums), has
+
+
+def user_photo_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
+    """User photo vectors: mean of the photo vectors of the items consumed in train."""
+
+    def build():
+        item_vecs, item_has = item_photo_vectors(ctx, spec)
+        return consumed_mean(ctx.train_csr, item_vecs, item_has)
+
+    return _memo(ctx, ("user_photo", spec, *_filters(ctx)), build)
+
+
+def mean_of(*pairs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Re-normalised mean of several ``(vectors, has)`` of the same shape (missing ones skipped)."""
+    total = np.zeros_like(pairs[0][0], dtype=np.float32)
+    has = np.zeros(len(total), dtype=bool)
+    for vecs, h in pairs:
+        total += vecs * h[:, None]
+        has |= h
+    return l2_normalise(total), has
+
+
+def item_popularity(train_csr: sp.csr_matrix) -> np.ndarray:
+    """Train interaction count per item (float32), the content techniques' cold-user fallback."""
+    return np.asarray(train_csr.sum(axis=0), dtype=np.float32).ravel()

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import CacheError
+from core.store.connect import connect_with_retry
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projections (
@@ -31,18 +31,7 @@ class ProjectionStore:
             con.execute(_SCHEMA)
 
     def _connect(self):
-        import duckdb
-
-        deadline = time.monotonic() + self.lock_timeout
-        while True:
-            try:
-                return duckdb.connect(str(self.path))
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise CacheError(
-                        f"{self.path}: cannot open the projection cache ({exc})"
-                    ) from exc
-                time.sleep(0.2)
+        return connect_with_retry(self.path, self.lock_timeout, "projection cache")
 
     def get(self, key: str) -> np.ndarray | None:
         """The stored ``(n, 2)`` coordinates of ``key``, or ``None``."""

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from core.errors import CacheError
+from core.store.connect import connect_with_retry
 
 SCHEMA_VERSION = 1
 FILE_NAME = "runs.duckdb"
@@ -120,19 +121,10 @@ class RunStore:
         return cls(Path(cache_root) / FILE_NAME)
 
     def _connect(self):
-        import duckdb
-
-        deadline = time.monotonic() + self.lock_timeout
-        while True:
-            try:
-                return duckdb.connect(str(self.path))
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise CacheError(
-                        f"{self.path}: cannot open the runs database ({exc}); another process "
-                        "may be writing it — retry when it has finished"
-                    ) from exc
-                time.sleep(0.2)
+        return connect_with_retry(
+            self.path, self.lock_timeout, "runs database",
+            "; another process may be writing it — retry when it has finished",
+        )
 
     # --- queries -----------------------------------------------------------------------------
     def existing(self, keys: Iterable[str]) -> set[str]:

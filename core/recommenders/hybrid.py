@@ -6,8 +6,11 @@ multimodality and interactions").
 where ``z_u`` standardises a user's scores over all items (mean 0, std 1). The weight ``w`` and the
 content technique are picked on the validation part: nDCG@10 of every pair in ``weights`` x
 ``contents`` (content techniques that cannot run with the run's encoders are skipped and listed in
-``params["skipped_contents"]``). ``w = 0`` (ALS alone) is always in the grid and wins ties, so on
-validation the hybrid is never worse than ALS; with ``w = 0`` its scores are exactly ALS's.
+``params["skipped_contents"]``). ``w = 0`` (ALS alone) is always in the grid. A blend replaces
+ALS alone only if its validation gain exceeds one standard error of the per-user paired gain (the
+one-standard-error rule): smaller gains are indistinguishable from the noise of which users happen
+to be in the validation part, and picking them would tune on noise. So on validation the hybrid is
+never worse than ALS, and with ``w = 0`` its scores are exactly ALS's.
 Without tuning (``--no-tune`` or no validation part) the first available content technique is
 blended at ``DEFAULT_WEIGHT``.
 """
@@ -39,12 +42,12 @@ def zscore_rows(scores: np.ndarray) -> np.ndarray:
     return ((scores - mean) / np.where(std > 1e-12, std, 1.0)).astype(np.float32)
 
 
-def ndcg_at_k(ranked: np.ndarray, relevant: sp.csr_matrix, k: int) -> float:
-    """Mean nDCG@k (the evaluator's definition) of ranked ids ``(n_users, >=k)`` against the rows
-    of ``relevant``."""
+def ndcg_at_k(ranked: np.ndarray, relevant: sp.csr_matrix, k: int) -> np.ndarray:
+    """Per-user nDCG@k (the evaluator's definition) of ranked ids ``(n_users, >=k)`` against the
+    rows of ``relevant``."""
     from core.evaluation.metrics import evaluate_topk
 
-    return float(evaluate_topk(ranked, relevant, [k]).values[("ndcg", k)])
+    return np.asarray(evaluate_topk(ranked, relevant, [k]).per_user["ndcg"][k], dtype=np.float64)
 
 
 @register
@@ -90,7 +93,8 @@ class HybridRecommender(Recommender):
         return self
 
     def _tune(self, ctx: FitContext) -> tuple[str | None, float]:
-        """Pick (content, w) maximising validation nDCG@10; ALS alone (w = 0) wins ties."""
+        """Pick (content, w) maximising validation nDCG@10; ALS alone (w = 0) is kept unless the
+        best blend's mean per-user gain exceeds one standard error of that gain."""
         from core.evaluation.evaluator import relevant_matrix
         from core.evaluation.topk import top_k
 
@@ -112,13 +116,14 @@ class HybridRecommender(Recommender):
             return None, 0.0
         valid_csr = valid_csr[users]
 
-        def quality(scores: np.ndarray) -> float:
+        def quality(scores: np.ndarray) -> np.ndarray:
             scores = scores.copy()
             mask_rows(scores, ctx.train_csr, users)
             return ndcg_at_k(top_k(scores, VALID_K)[0], valid_csr, VALID_K)
 
         z_cf = zscore_rows(self.cf.score(users))
-        best = (quality(self.cf.score(users)), None, 0.0)
+        base = quality(self.cf.score(users))
+        best = (float(base.mean()), None, 0.0, base)
         table: dict[str, dict[str, float]] = {"als_only": {"0.0": round(best[0], 6)}}
         for name, rec in self.contents.items():
             z_c = zscore_rows(rec.score(users))
@@ -126,12 +131,23 @@ class HybridRecommender(Recommender):
             for w in weights:
                 if w == 0.0:
                     continue
-                value = quality((1.0 - w) * z_cf + w * z_c)
+                per_user = quality((1.0 - w) * z_cf + w * z_c)
+                value = float(per_user.mean())
                 table[name][str(w)] = round(value, 6)
                 if value > best[0] + 1e-12:
-                    best = (value, name, w)
+                    best = (value, name, w, per_user)
         self.params["validation_ndcg@10"] = table
         self.params["validation_users"] = int(len(users))
+        if best[1] is None:
+            return None, 0.0
+        gain = best[3] - base
+        se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else float("inf")
+        self.params["best_blend"] = {
+            "content": best[1], "weight": best[2], "gain": round(float(gain.mean()), 6),
+            "standard_error": round(se, 6),
+        }
+        if float(gain.mean()) <= se:
+            return None, 0.0  # within noise of ALS alone: keep the simpler model
         return best[1], best[2]
 
     def score(self, user_idx: np.ndarray) -> np.ndarray:

@@ -253,6 +253,8 @@ def test_hybrid_uses_informative_content_and_beats_als():
     ctx = fit_context(ds, encoders={"text": "text:fake"}, seed=1)
     hybrid = create_recommender("hybrid", contents=["text"], cf_fixed=ALS).fit(ctx)
     assert hybrid.params["content"] == "text" and hybrid.params["weight"] > 0
+    blend = hybrid.params["best_blend"]  # the one-standard-error rule let the blend in
+    assert blend["gain"] > blend["standard_error"] > 0
     table = hybrid.params["validation_ndcg@10"]
     assert max(table["text"].values()) > table["als_only"]["0.0"]
     als = create_recommender("als", **ALS).fit(fit_context(ds, seed=1))
@@ -264,6 +266,8 @@ def test_hybrid_ignores_noise_content_and_equals_als():
     ctx = fit_context(ds, encoders={"text": "text:noise", "image": "cnn:noise"}, seed=1)
     hybrid = create_recommender("hybrid", contents=["text", "image"], cf_fixed=ALS).fit(ctx)
     assert hybrid.params["weight"] == 0.0 and hybrid.params["content"] is None
+    blend = hybrid.params.get("best_blend")  # a blend that looked better was within noise
+    assert blend is None or blend["gain"] <= blend["standard_error"]
     als = create_recommender("als", **ALS).fit(fit_context(ds, seed=1))
     users = np.arange(ds.n_users)
     np.testing.assert_array_equal(hybrid.score(users), als.score(users))

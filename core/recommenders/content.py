@@ -17,10 +17,10 @@ import numpy as np
 from core.errors import TechniqueUnavailable
 from core.recommenders import register
 from core.recommenders.base import FitContext, Recommender
+from core.recommenders.baselines import item_popularity
 from core.recommenders.filters import check_options, filter_info
 from core.recommenders.representations import (
     item_photo_vectors,
-    item_popularity,
     item_text_vectors,
     user_photo_vectors,
     user_text_vectors,

@@ -109,19 +109,27 @@ def train_review_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
     return _memo(ctx, ("train_reviews", spec, ctx.options.get("review_filter")), build)
 
 
+def _review_mean_or(
+    ctx: Any, spec: str, column: str, n: int, fallback: np.ndarray, fallback_has: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per ``column`` index (``"user"`` or ``"item"``), the mean of its kept train review vectors;
+    rows without any take ``fallback``."""
+    revs, keep = train_review_vectors(ctx, spec)
+    if not keep.any():
+        return fallback, fallback_has
+    keys = ctx.train[column].to_numpy(dtype=np.int64)
+    means, has = group_mean(revs, keys, n, keep)
+    means[~has] = fallback[~has]
+    return means, has | fallback_has
+
+
 def item_text_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
     """Item text vectors: mean of train reviews received, else the item's document embedding."""
 
     def build():
         ds = ctx.dataset
         docs, doc_ok = item_document_vectors(ctx, spec)
-        revs, keep = train_review_vectors(ctx, spec)
-        if not keep.any():
-            return docs, doc_ok
-        items = ctx.train["item"].to_numpy(dtype=np.int64)
-        means, has = group_mean(revs, items, ds.n_items, keep)
-        means[~has] = docs[~has]
-        return means, has | doc_ok
+        return _review_mean_or(ctx, spec, "item", ds.n_items, docs, doc_ok)
 
     return _memo(ctx, ("item_text", spec, ctx.options.get("review_filter")), build)
 
@@ -133,13 +141,7 @@ def user_text_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
         ds = ctx.dataset
         item_vecs, item_has = item_text_vectors(ctx, spec)
         from_items, has_items = consumed_mean(ctx.train_csr, item_vecs, item_has)
-        revs, keep = train_review_vectors(ctx, spec)
-        if not keep.any():
-            return from_items, has_items
-        users = ctx.train["user"].to_numpy(dtype=np.int64)
-        means, has = group_mean(revs, users, ds.n_users, keep)
-        means[~has] = from_items[~has]
-        return means, has | has_items
+        return _review_mean_or(ctx, spec, "user", ds.n_users, from_items, has_items)
 
     return _memo(ctx, ("user_text", spec, ctx.options.get("review_filter")), build)
 
@@ -173,8 +175,3 @@ def mean_of(*pairs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarr
         total += vecs * h[:, None]
         has |= h
     return l2_normalise(total), has
-
-
-def item_popularity(train_csr: sp.csr_matrix) -> np.ndarray:
-    """Train interaction count per item (float32), the content techniques' cold-user fallback."""
-    return np.asarray(train_csr.sum(axis=0), dtype=np.float32).ravel()

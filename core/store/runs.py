@@ -182,30 +182,31 @@ class RunStore:
                        technique: str | None = None) -> pd.DataFrame:
         """Per-user rows (technique, user_id, metric, k, value) of runs ``keys``, filtered in
         DuckDB by whichever of ``metric``, ``k``, ``user_id``, ``technique`` is given."""
-        where, params = ["list_contains(?, run_key)"], [list(keys)]
-        for col, value in (("metric", metric), ("k", k), ("user_id", user_id),
-                           ("technique", technique)):
-            if value is not None:
-                where.append(f"{col} = ?")
-                params.append(value)
-        with self._connect() as con:
-            return con.execute(
-                "SELECT technique, user_id, metric, k, value FROM per_user WHERE "
-                + " AND ".join(where) + " ORDER BY technique, metric, k, user_id", params).df()
+        return self._select(
+            "per_user", "technique, user_id, metric, k, value", keys,
+            {"metric": metric, "k": k, "user_id": user_id, "technique": technique},
+            "technique, metric, k, user_id")
 
     def query_recs(self, keys: Sequence[str], user_id: str | None = None,
                    technique: str | None = None) -> pd.DataFrame:
         """Top-k rows (technique, user_id, rank, item_id, score) of runs ``keys``, optionally of
         one user and/or technique."""
+        return self._select(
+            "recs", "technique, user_id, rank, item_id, score", keys,
+            {"user_id": user_id, "technique": technique}, "technique, user_id, rank")
+
+    def _select(self, table: str, columns: str, keys: Sequence[str],
+                equal: dict[str, Any], order: str) -> pd.DataFrame:
+        """Rows of ``table`` for runs ``keys`` where each non-None ``equal`` column matches."""
         where, params = ["list_contains(?, run_key)"], [list(keys)]
-        for col, value in (("user_id", user_id), ("technique", technique)):
+        for col, value in equal.items():
             if value is not None:
                 where.append(f"{col} = ?")
                 params.append(value)
         with self._connect() as con:
             return con.execute(
-                "SELECT technique, user_id, rank, item_id, score FROM recs WHERE "
-                + " AND ".join(where) + " ORDER BY technique, user_id, rank", params).df()
+                f"SELECT {columns} FROM {table} WHERE " + " AND ".join(where)
+                + f" ORDER BY {order}", params).df()
 
     def list_runs(self) -> pd.DataFrame:
         """One row per stored run (key, dataset, split, seed, technique, encoders, created)."""

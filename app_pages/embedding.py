@@ -59,8 +59,7 @@ rec_tech = c2.selectbox("Recommendations of", stored.available or [ui.NONE], key
 user = None if st.session_state["map_user"] == ui.NONE else st.session_state["map_user"]
 recommended: list[str] = []
 if user and rec_tech in stored.available:
-    r = stored.recs_rows(user_id=user, technique=rec_tech)
-    recommended = r.sort_values("rank").head(10)["item_id"].astype(str).tolist()
+    recommended = stored.top_item_ids(user, rec_tech, n=10)
 
 with st.status(f"Mapping {choices[what].lower()} with {spec} …", expanded=False) as status, \
         ui.guard():

@@ -219,6 +219,11 @@ class Comparison:
                 r = r[r[col] == value]
         return r
 
+    def top_item_ids(self, user_id: str, technique: str, n: int = 10) -> list[str]:
+        """Raw ids of ``technique``'s top-``n`` items for ``user_id`` (best first)."""
+        r = self.recs_rows(user_id=user_id, technique=technique)
+        return r.sort_values("rank").head(n)["item_id"].astype(str).tolist()
+
 
 def _technique_encoders(technique: str, encoders: dict[str, str | None],
                         needs: dict[str, list[str]]) -> dict[str, str]:

@@ -8,6 +8,7 @@ import pytest
 
 from core.errors import TechniqueUnavailable
 from core.evaluation.experiment import load_run, recompute_metrics, run_experiment, save_run
+from core.evaluation.splits import make_split
 from core.recommenders import _REGISTRY, get_technique
 from core.recommenders.baselines import PopularRecommender
 
@@ -51,11 +52,15 @@ def test_skipped_technique_is_listed_with_its_reason(result):
          "reason": "test-unavailable needs --encoder clip:SOMETHING"}]
 
 
-def test_params_timings_cold_users_and_frames(result):
+def test_params_timings_cold_users_and_frames(result, taste):
     assert set(result.timings) == {"random", "popular", "itemknn", "als"}
     assert result.params["als"]["factors"] in (50, 100, 200)  # picked on validation
     assert "tuning" in result.params["als"]
-    assert result.cold_users["als"] >= 0
+    # cold users = evaluated users without a train interaction, counted independently here
+    split = make_split(taste, "random", 1)
+    train_users = set(taste.user_ids[split.train["user"].unique()])
+    expected_cold = sum(u not in train_users for u in result.truth["user_id"].unique())
+    assert result.cold_users == {t: expected_cold for t in result.timings}
     users = result.truth["user_id"].nunique()
     assert users == result.meta["n_users"]
     recs = result.recs[result.recs.technique == "popular"]
@@ -77,7 +82,8 @@ def test_saved_run_recomputes_every_metric(result, tmp_path):
                      "truth.parquet"]
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     assert meta["split"]["kind"] == "random" and meta["seed"] == 1 and meta["ks"] == [5, 10]
-    assert "implicit" in meta["versions"] and meta["timings"]["als"]["fit_s"] >= 0
+    assert "implicit" in meta["versions"] and meta["timings"] == result.timings
+    assert set(meta["timings"]["als"]) == {"fit_s", "eval_s"}
     run = load_run(tmp_path / "run")
     again = recompute_metrics(run["recs"], run["truth"], meta["ks"], meta["n_items"],
                               run["items"], meta["n_train_users"])

@@ -186,7 +186,15 @@ def test_cache_cli_stats_and_clear(tmp_path, tiny, registered, capsys):
     embed_dataset(tiny, "fake:v1", root, progress=False)
     assert main(["cache", "stats", "--cache-dir", str(root)]) == 0
     out = capsys.readouterr().out
-    assert "fake:v1" in out and "MiB on disk" in out
+    from core.store import _human
+
+    store = EmbeddingStore(root)
+    assert f"{_human(store.size_bytes())} on disk" in out  # whatever unit this DuckDB needs
+    stats = store.stats()
+    assert sum(r["rows"] for r in stats) == 9
+    for r in stats:  # one printed line per (encoder, modality) with its row count
+        assert any(line.split()[:2] == [r["encoder"], r["modality"]]
+                   and str(r["rows"]) in line.split() for line in out.splitlines()), out
     assert main(["cache", "clear", "--encoder", "fake:v1", "--cache-dir", str(root)]) == 0
     assert "removed 9 embedding rows" in capsys.readouterr().out
     assert main(["cache", "clear", "--cache-dir", str(root)]) == 2  # needs --encoder or --all

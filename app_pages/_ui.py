@@ -191,7 +191,11 @@ def paired_ci(cmp: api.Comparison, baseline: str, metric: str, k: int, seed: int
 
 
 def run_with_status(lab: api.LabData, cfg: Settings, techniques: list[str]) -> api.Comparison:
-    """Compute the missing runs of ``techniques`` inside an ``st.status`` box with progress."""
+    """Compute the missing runs of ``techniques`` inside an ``st.status`` box with progress.
+
+    Warnings the engine reports (lines starting ``warning:``, e.g. the protocol audit finding
+    held-out pairs also in train) are shown in the box and kept in
+    ``st.session_state["run_warnings"]`` for the page to show after its rerun."""
     missing = [t for t in techniques
                if t not in api.stored_techniques(lab, cfg.cache_root, cfg.split, cfg.seed,
                                                  techniques, cfg.encoders, cfg.options)]
@@ -199,8 +203,15 @@ def run_with_status(lab: api.LabData, cfg: Settings, techniques: list[str]) -> a
         bar = st.progress(0.0)
         done: list[str] = []
 
+        warned: list[str] = st.session_state.setdefault("run_warnings", [])
+        warned.clear()
+
         def progress(message: str, fraction: float | None = None) -> None:
-            st.write(message)
+            if message.startswith("warning:"):  # e.g. the protocol audit found overlap
+                warned.append(message)
+                st.warning(message.removeprefix("warning: "), icon=":material/warning:")
+            else:
+                st.write(message)
             for t in missing:
                 if message.startswith(f"{t}: fit ") or message.startswith(f"{t}: skipped"):
                     done.append(t)
@@ -210,7 +221,8 @@ def run_with_status(lab: api.LabData, cfg: Settings, techniques: list[str]) -> a
                                     cfg.encoders, cfg.options, progress=progress)
         bar.progress(1.0)
         status.update(label=f"Computed {', '.join(result.computed) or 'nothing'}; stored in "
-                            "runs.duckdb", state="complete", expanded=False)
+                            "runs.duckdb" + (" (see the warning)" if warned else ""),
+                      state="complete", expanded=bool(warned))
     return result
 
 

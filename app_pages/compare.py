@@ -54,6 +54,8 @@ if notice:
         st.success(f"Computed and stored: {', '.join(computed)}", icon=":material/check:")
     for technique, reason in skipped.items():
         st.error(f"{technique} skipped: {reason}", icon=":material/error:")
+    for message in st.session_state.pop("run_warnings", []):  # e.g. the protocol audit
+        st.warning(message.removeprefix("warning: "), icon=":material/warning:")
 
 with ui.guard():
     cmp = ui.comparison(lab, cfg, chosen)

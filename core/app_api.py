@@ -325,10 +325,14 @@ def _compute(data, cache_root, store, split, seed, missing, encoders, options, k
         if metrics.empty:
             skipped.setdefault(technique, "produced no results")
             continue
+        # the protocol audit of the split (core.evaluation.experiment.protocol_audit), this
+        # technique's cold users included, rides in the params JSON under "audit"
+        audit = dict(result.meta.get("audit", {}))
+        audit["cold_users"] = dict(audit.get("cold_users", {})).get(technique)
         info = {
             "dataset": data.key, "split": split, "seed": seed, "technique": technique,
             "encoders": {r: s for r, s in encoders.items() if s}, "options": options,
-            "ks": list(ks), "params": _get(result, "params", technique),
+            "ks": list(ks), "params": {**_get(result, "params", technique), "audit": audit},
             "timings": _get(result, "timings", technique),
         }
         store.save(

@@ -101,7 +101,37 @@ def paired_bootstrap(
         drop=True)
 
 
+def decimals_for(*values: float, minimum: int = 4, maximum: int = 10) -> int:
+    """Decimal places that show at least two significant digits of the smallest non-zero
+    ``|value|`` (at least ``minimum``, at most ``maximum``), so a small difference never prints
+    as ``0.0000``."""
+    nonzero = [abs(float(v)) for v in values if np.isfinite(v) and v != 0]
+    if not nonzero:
+        return minimum
+    return int(min(maximum, max(minimum, 1 - np.floor(np.log10(min(nonzero))))))
+
+
+def format_number(value: float, decimals: int | None = None, signed: bool = False) -> str:
+    """``value`` with ``decimals`` places (default ``decimals_for(value)``); ``n/a`` if NaN."""
+    value = float(value)
+    if not np.isfinite(value):
+        return "n/a"
+    places = decimals_for(value) if decimals is None else decimals
+    return f"{value:+.{places}f}" if signed else f"{value:.{places}f}"
+
+
+def excludes_zero(row: pd.Series | dict) -> bool:
+    """Whether the interval ``[ci_low, ci_high]`` lies strictly on one side of 0."""
+    low, high = float(row["ci_low"]), float(row["ci_high"])
+    return bool((low > 0 and high > 0) or (low < 0 and high < 0))
+
+
 def format_ci(row: pd.Series | dict, digits: int = 4) -> str:
-    """``+0.0123 [+0.0050, +0.0190]``."""
-    return (f"{row['delta']:+.{digits}f} [{row['ci_low']:+.{digits}f}, "
-            f"{row['ci_high']:+.{digits}f}]")
+    """``+0.0123 [+0.0050, +0.0190] *``: the difference and its CI with at least ``digits``
+    decimals, more when a value is small (two significant digits of the smallest non-zero one,
+    ``decimals_for``), all with the same number of places; `` *`` when the CI excludes 0."""
+    values = [float(row["delta"]), float(row["ci_low"]), float(row["ci_high"])]
+    places = decimals_for(*values, minimum=digits)
+    text = (f"{format_number(values[0], places, True)} [{format_number(values[1], places, True)}, "
+            f"{format_number(values[2], places, True)}]")
+    return text + (" *" if excludes_zero(row) else "")

@@ -12,7 +12,12 @@ import numpy as np
 import pandas as pd
 
 from core.errors import LabError
-from core.evaluation.experiment import DEFAULT_TECHNIQUES, ExperimentResult, wide_table
+from core.evaluation.experiment import (
+    DEFAULT_TECHNIQUES,
+    ExperimentResult,
+    audit_note,
+    wide_table,
+)
 from core.evaluation.metrics import METRIC_LABELS, METRICS
 
 
@@ -31,13 +36,33 @@ def _split_list(text: str | None) -> list[str]:
     return [x.strip() for x in (text or "").split(",") if x.strip()]
 
 
-def encoders_from_args(args: argparse.Namespace) -> dict[str, str]:
-    """Role -> encoder spec from ``--encoder`` (clip), ``--text-encoder``, ``--image-encoder``."""
+#: Roles whose flag falls back to the documented default encoder (``core.encoders``'
+#: ``DEFAULT_TEXT_ENCODER``, ``DEFAULT_IMAGE_ENCODER``) when a requested technique needs it. CLIP
+#: has no default: clip-t*/multiview without ``--encoder`` are skipped with a reason naming it.
+DEFAULT_ROLES = ("text", "image")
+#: Exit status of ``evaluate`` when no technique produced results (engine errors exit with 2).
+EXIT_NO_RESULTS = 3
+
+
+def encoders_from_args(
+    args: argparse.Namespace, techniques: list[str] | tuple[str, ...] = ()
+) -> dict[str, str]:
+    """Role -> encoder spec from ``--encoder`` (clip), ``--text-encoder``, ``--image-encoder``;
+    a role that one of ``techniques`` needs (``DEFAULT_ROLES``) and no flag names gets its
+    documented default."""
+    from core.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
+    from core.recommenders import get_technique
+
+    defaults = {"text": DEFAULT_TEXT_ENCODER, "image": DEFAULT_IMAGE_ENCODER}
     out = {}
     for role, attr in (("clip", "encoder"), ("text", "text_encoder"), ("image", "image_encoder")):
         value = getattr(args, attr, None)
         if value:
             out[role] = value
+    for name in techniques:
+        for role in sorted(get_technique(name).needs):
+            if role not in out and role in DEFAULT_ROLES:
+                out[role] = defaults[role]
     return out
 
 
@@ -60,8 +85,9 @@ def format_table(
     lines = []
     meta = result.meta
     split = meta.get("split", {})
+    seed = "" if split.get("kind") == "temporal" else f"seed {meta.get('seed')}: "  # no role
     lines.append(
-        f"dataset {meta.get('dataset')} | split {split.get('kind')} (seed {meta.get('seed')}: "
+        f"dataset {meta.get('dataset')} | split {split.get('kind')} ({seed}"
         f"train {split.get('train')}, valid {split.get('valid')}, test {split.get('test')}) | "
         f"{meta.get('n_users')} users evaluated over {meta.get('n_items')} items"
     )
@@ -88,7 +114,11 @@ def format_table(
                 cells = "  ".join(f"{row[c]:>{w}.4f}" for c, w in zip(block, cw))
                 lines.append(f"{name:<{width}}  {cells}  {int(row['n_users']):>7}"
                              + (f"  {ci_cells.get(tech, '')}" if last else ""))
+        if ci_head:
+            lines.append("* = the 95% CI excludes 0")
         lines.append("")
+    if meta.get("audit"):
+        lines.append(audit_note(meta["audit"]))
     if len(result.skipped):
         by_reason: dict[str, list[str]] = {}  # rows skipped for the same reason share one line
         for r in result.skipped.itertuples():
@@ -111,12 +141,28 @@ def format_table(
         lines.append("time: " + ", ".join(
             f"{t} fit {v['fit_s']:.1f}s + eval {v['eval_s']:.1f}s"
             for t, v in result.timings.items()))
-    tuned = {t: {k: v for k, v in p.items() if k != "tuning" and k in _searched(p["tuning"], p)}
-             for t, p in result.params.items() if isinstance(p, dict) and "tuning" in p}
-    if tuned:
-        lines.append("picked on validation: " + "; ".join(
-            f"{t} " + ", ".join(f"{k}={v}" for k, v in p.items()) for t, p in tuned.items()))
+    picked = [f"{t} " + ", ".join(f"{k}={v}" for k, v in p.items()
+                                  if k != "tuning" and k in _searched(p["tuning"], p))
+              for t, p in result.params.items() if isinstance(p, dict) and "tuning" in p]
+    picked += [f"{t} {_blend_choice(p)}" for t, p in result.params.items()
+               if isinstance(p, dict) and isinstance(p.get("best_blend"), dict)]
+    if picked:
+        lines.append("picked on validation: " + "; ".join(picked))
     return "\n".join(lines)
+
+
+def _blend_choice(params: dict[str, Any]) -> str:
+    """A hybrid's validation choice: content technique, weight, gain and its standard error."""
+    from core.evaluation.bootstrap import format_number
+
+    best = params["best_blend"]
+    gain, se = float(best.get("gain", float("nan"))), float(best.get("standard_error", "nan"))
+    figures = (f"validation nDCG@10 gain {format_number(gain, signed=True)}, "
+               f"standard error {format_number(se)}")
+    if float(params.get("weight") or 0.0) > 0:
+        return f"content={params.get('content')}, weight={params.get('weight')} ({figures})"
+    return (f"ALS alone (best blend content={best.get('content')}, weight={best.get('weight')}: "
+            f"{figures}, not above one standard error)")
 
 
 def _searched(tuning: Any, params: dict[str, Any]) -> set[str]:
@@ -184,7 +230,9 @@ def _metric_filter(text: str | None) -> list[str] | None:
 def evaluate_command(
     args: argparse.Namespace, load: Callable[[argparse.Namespace], Any], out: TextIO | None = None
 ) -> int:
-    """``python -m core evaluate``: run the experiment and print it as table, csv or json."""
+    """``python -m core evaluate``: run the experiment and print it as table, csv or json.
+
+    Returns 0, or ``EXIT_NO_RESULTS`` (with a line on stderr) when every technique was skipped."""
     from core.config import cache_dir
     from core.evaluation.experiment import run_experiment, save_run
 
@@ -204,7 +252,7 @@ def evaluate_command(
     ds = load(args)
     result = run_experiment(
         ds, args.split, techniques, ks, seed=args.seed, cache_root=cache_dir(args.cache_dir),
-        encoders=encoders_from_args(args), options=options_from_args(args),
+        encoders=encoders_from_args(args, techniques), options=options_from_args(args),
         progress=True, tune=not getattr(args, "no_tune", False),
     )
     from core.evaluation.presets import finish_run
@@ -237,6 +285,10 @@ def evaluate_command(
     if args.save_run:
         path = save_run(result, args.save_run)
         print(f"run saved to {path}", file=sys.stderr)
+    if result.metrics.empty:
+        print(f"error: no technique produced results ({len(result.skipped)} skipped, reasons "
+              f"above); exit status {EXIT_NO_RESULTS}", file=sys.stderr)
+        return EXIT_NO_RESULTS
     return 0
 
 
@@ -258,12 +310,13 @@ def recommend_command(
         raise LabError(f"{ds.name}: unknown user id {args.user!r} (user ids look like {examples})")
     user = ds.user_index(args.user)
     embeddings = None
-    if cls.needs or encoders_from_args(args):  # hybrid uses the encoders it is given
+    encoders = encoders_from_args(args, [args.technique])
+    if cls.needs or encoders:  # hybrid uses the encoders it is given
         from core.store import EmbeddingProvider
 
         embeddings = EmbeddingProvider(ds, cache_dir(args.cache_dir), progress=True)
     ctx = FitContext(dataset=ds, train=ds.interactions, train_csr=ds.csr(), valid=None,
-                     seed=args.seed, embeddings=embeddings, encoders=encoders_from_args(args),
+                     seed=args.seed, embeddings=embeddings, encoders=encoders,
                      options={"tune": False},
                      progress=lambda m: print(m, file=sys.stderr))
     model = cls().fit(ctx)

@@ -4,8 +4,9 @@
 (``core.evaluation.evaluator``). Its result is tidy data the CLI and the app only display:
 ``metrics`` (technique, encoder, metric, k, value, n_users), per-user values, the top-K lists with
 raw ids, the relevant held-out items, skipped techniques with their reasons, timings and chosen
-hyperparameters. ``save_run`` writes it to a directory; ``recompute_metrics`` proves that every
-metric follows from ``recs`` + ``truth`` (+ item popularity for novelty) alone.
+hyperparameters, and the protocol ``audit`` of the split (``protocol_audit``). ``save_run`` writes
+it to a directory; ``recompute_metrics`` proves that every metric follows from ``recs`` + ``truth``
+(+ item popularity for novelty) alone.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class ExperimentResult:
         cold_users: technique -> evaluated users without train history (they got the fallback).
         items: columns item_id, train_users (distinct train users per item; novelty's c_i).
         meta: dataset, split (kind, seed, ratios, sizes), seed, ks, n_items, n_users, n_train_users,
-            encoders, options, fallbacks, labels.
+            encoders, options, fallbacks, labels (a technique may refine its row label after
+            fitting with ``params["row_label"]``, e.g. a hybrid that kept ALS alone), audit
+            (``protocol_audit``, with ``cold_users`` per technique).
         models: technique -> the fitted ``Recommender`` (in memory only; not saved).
     """
 
@@ -113,6 +116,51 @@ class _Progress:
                     mininterval=0.5, delay=2.0)
 
 
+def protocol_audit(
+    train: sp.csr_matrix, valid: sp.csr_matrix, test: sp.csr_matrix, relevant: sp.csr_matrix
+) -> dict[str, int]:
+    """Checks of a split against the evaluation protocol, from binary users x items matrices.
+
+    Args:
+        train, valid, test: the split's parts (``Dataset.csr``: a repeated pair counts once).
+        relevant: the held-out pairs that count as relevant (``relevant_matrix``; a subset of
+            ``test``); its users with at least one pair are the evaluated users.
+    Returns:
+        ``test_pairs`` (distinct held-out user-item pairs), ``test_pairs_in_train`` /
+        ``test_pairs_in_valid`` (those the same user also has in train / validation: a repeated
+        pair split apart, 0 when repeats are collapsed before splitting), ``relevant_pairs``,
+        ``unreachable_relevant`` (relevant pairs in the user's train or validation: the evaluator
+        masks them as already seen, so no technique can rank them and recall cannot reach 1),
+        ``evaluated_users``.
+    """
+    seen = (train + valid).tocsr()
+    seen.data[:] = 1.0
+    return {
+        "test_pairs": int(test.count_nonzero()),
+        "test_pairs_in_train": int(test.multiply(train).count_nonzero()),
+        "test_pairs_in_valid": int(test.multiply(valid).count_nonzero()),
+        "relevant_pairs": int(relevant.count_nonzero()),
+        "unreachable_relevant": int(relevant.multiply(seen).count_nonzero()),
+        "evaluated_users": int((np.diff(relevant.indptr) > 0).sum()),
+    }
+
+
+def audit_note(audit: dict[str, Any]) -> str:
+    """One line on the audit; it starts with ``warning:`` when a held-out pair is also in train
+    or validation or a relevant pair is unreachable."""
+    in_train, in_valid = audit.get("test_pairs_in_train", 0), audit.get("test_pairs_in_valid", 0)
+    unreachable = audit.get("unreachable_relevant", 0)
+    text = (f"protocol audit: {in_train} held-out test pairs also in the user's train, "
+            f"{in_valid} in validation; {unreachable} of {audit.get('relevant_pairs', 0)} "
+            f"relevant pairs unreachable (masked as already seen); "
+            f"{audit.get('evaluated_users', 0)} users evaluated")
+    if not (in_train or in_valid or unreachable):
+        return text
+    return ("warning: " + text + ". Repeated user-item pairs were split apart: collapse them "
+            "before splitting (the loader's LoadOptions.repeats); until then recall and nDCG "
+            "cannot reach 1 for the users concerned")
+
+
 def _encoder_label(cls, encoders: dict[str, str]) -> str:
     return "+".join(encoders[r] for r in sorted(cls.needs) if r in encoders)
 
@@ -170,6 +218,8 @@ def run_experiment(
         raise LabError(
             f"{ds.name}: no user has a relevant held-out interaction in the {split.kind} split"
             + (f" with --min-rating {min_rating}" if min_rating is not None else ""))
+    audit: dict[str, Any] = protocol_audit(train_csr, valid_csr, ds.csr(split.test), relevant)
+    prog.log(audit_note(audit))
 
     embeddings = None
     embed_error: str | None = None
@@ -257,8 +307,10 @@ def run_experiment(
                               if k not in ("technique_params", "progress_bars")}),
         "tune": bool(tune),
         "fallbacks": {n: c.fallback for n, c in classes.items()},
-        "labels": {n: c.label or n for n, c in classes.items()},
+        "labels": {n: str(params.get(n, {}).get("row_label") or c.label or n)
+                   for n, c in classes.items()},
         "techniques": list(classes),
+        "audit": {**audit, "cold_users": dict(cold)},
     }
     return ExperimentResult(
         metrics=metrics,
@@ -328,7 +380,7 @@ def _versions() -> dict[str, str]:
 def save_run(result: ExperimentResult, directory: str | Path) -> Path:
     """Write a run: ``recs.parquet``, ``truth.parquet``, ``metrics.parquet``, ``items.parquet``
     (item_id, train_users) and ``run.json`` (dataset, split, seed, ks, n_items, n_train_users,
-    encoders, options, params, timings, cold users, skipped, package versions)."""
+    encoders, options, audit, params, timings, cold users, skipped, package versions)."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     result.recs.to_parquet(out / "recs.parquet", index=False)

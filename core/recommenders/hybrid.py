@@ -13,6 +13,11 @@ to be in the validation part, and picking them would tune on noise. So on valida
 never worse than ALS, and with ``w = 0`` its scores are exactly ALS's.
 Without tuning (``--no-tune`` or no validation part) the first available content technique is
 blended at ``DEFAULT_WEIGHT``.
+
+What the hybrid did is part of its row: ``params["row_label"]`` (the experiment's row label) is
+``Hybrid ALS + text (w=0.3)`` for a blend and ``Hybrid: ALS alone (no content blend: REASON)``
+otherwise, ``params["no_blend_reason"]`` holds the full reason (e.g. every content technique's
+reason for not running), and the same sentence goes to the run's progress log.
 """
 
 from __future__ import annotations
@@ -90,7 +95,33 @@ class HybridRecommender(Recommender):
             self.content_name, self.weight = self._tune(ctx)
         self.params.update(content=self.content_name, weight=self.weight)
         self.content = self.contents.get(self.content_name) if self.weight > 0 else None
+        self._describe(ctx, skipped, weight_fixed=fixed[0] is not None and fixed[1] is not None)
         return self
+
+    def _describe(self, ctx: FitContext, skipped: dict[str, str], weight_fixed: bool) -> None:
+        """Record the row label and, without a blend, why (also logged to the console)."""
+        if self.content is not None:
+            self.params["row_label"] = f"Hybrid ALS + {self.content_name} (w={self.weight:g})"
+            ctx.log(f"{self.name}: blending ALS with {self.content_name} at w={self.weight:g}")
+            return
+        best = self.params.get("best_blend")
+        if not self.contents:
+            short = "no content technique could run"
+            detail = short + ": " + "; ".join(f"{n}: {r}" for n, r in skipped.items())
+        elif weight_fixed:
+            short = detail = "the weight was fixed at 0"
+        elif isinstance(best, dict):
+            short = "best blend within one standard error on validation"
+            detail = (f"the best blend ({best['content']}, w={best['weight']:g}) gained "
+                      f"{best['gain']:+.6f} nDCG@10 on validation, not above one standard error "
+                      f"({best['standard_error']:.6f})")
+        elif "validation_ndcg@10" in self.params:
+            short = detail = "no blend beat ALS alone on validation"
+        else:
+            short = detail = "no validation user to pick a blend on"
+        self.params["row_label"] = f"Hybrid: ALS alone (no content blend: {short})"
+        self.params["no_blend_reason"] = detail
+        ctx.log(f"{self.name}: ALS alone, no content blend: {detail}")
 
     def _tune(self, ctx: FitContext) -> tuple[str | None, float]:
         """Pick (content, w) maximising validation nDCG@10; ALS alone (w = 0) is kept unless the

@@ -7,7 +7,16 @@ factors {50, 100, 200} x regularization {1, 10}; BPR tries factors {25, 50, 100}
 keeps the epoch (checked every 10, up to 200) that scored best. A hyperparameter given to
 ``create_recommender`` is fixed, not searched. Without tuning the ``defaults`` are used. Users
 without train history receive the popularity fallback. BPR runs on one thread (implicit's
-multithreaded SGD is lock-free and so not reproducible)."""
+multithreaded SGD is lock-free and so not reproducible).
+
+Tie rule: trials whose validation nDCG@10 is within ``TIE_TOLERANCE`` (0.0001) of the best tie,
+and the simplest of the tied trials is kept (``simpler``): ALS fewer factors, then stronger
+regularization; BPR fewer factors, then fewer epochs (an epoch replaces the best one only if it
+scores more than the tolerance above it). Validation that is flat over the whole grid (every
+trial ties, best score above 0) says the grid missed the range where the data has signal: ALS
+then also tries the ``widen`` values (regularization 0.1 and 0.01 with every factor count) and
+applies the same rule to all trials. ``params["tuning"]`` records every trial, the tied ones, the
+rule and whether the grid was widened."""
 
 from __future__ import annotations
 
@@ -20,6 +29,11 @@ import numpy as np
 from core.recommenders import register
 from core.recommenders.base import FitContext
 from core.recommenders.baselines import PopularityFallback
+
+#: Validation nDCG@10 scores closer than this to the best are ties (broken toward simplicity).
+TIE_TOLERANCE = 1e-4
+TIE_RULE = ("trials within {tol} nDCG@10 of the best tie; the simplest tied trial wins "
+            "({order})")
 
 
 def _bar(items: list, desc: str, ctx: FitContext):
@@ -45,6 +59,10 @@ class _ImplicitMF(PopularityFallback):
     every: ClassVar[int] = 10
     #: epochs trained while picking the best one on validation
     max_iterations: ClassVar[int] = 200
+    #: simplicity order among tied trials: (hyperparameter, +1 if smaller is simpler, -1 if larger)
+    simpler: ClassVar[tuple[tuple[str, int], ...]] = ()
+    #: values tried in addition when every grid trial ties (flat validation)
+    widen: ClassVar[dict[str, list[Any]]] = {}
 
     def _build(self, params: dict[str, Any], seed: int, threads: int):
         raise NotImplementedError
@@ -63,7 +81,7 @@ class _ImplicitMF(PopularityFallback):
                 return
             self._use(model)
             score = self._validation(ctx)
-            if score > best["score"]:
+            if best["epoch"] is None or score > best["score"] + TIE_TOLERANCE:  # ties: fewer
                 best.update(score=score, epoch=epoch + 1,
                             factors=(self._user_factors.copy(), self._item_factors_t.copy()))
 
@@ -109,8 +127,39 @@ class _ImplicitMF(PopularityFallback):
         keys = list(search)
         trials = [dict(zip(keys, combo)) for combo in itertools.product(*search.values())]
         results: list[dict[str, Any]] = []
-        best = None
-        for trial in _bar(trials or [{}], f"{self.name}: tuning", ctx):
+        kept: dict[int, tuple] = {}  # trial index -> (model, factors), only near the best
+        self._run_trials(trials or [{}], params, ctx, monitor, results, kept)
+        scores = [r["ndcg@10"] for r in results]
+        widened: dict[str, list[Any]] = {}
+        if len(results) > 1 and max(scores) > 0 and max(scores) - min(scores) <= TIE_TOLERANCE:
+            widened = {k: [v for v in vals if v not in search[k]]
+                       for k, vals in self.widen.items() if k in search}
+            widened = {k: v for k, v in widened.items() if v}
+            if widened:  # flat over the grid: try the widened values with every other value
+                grid = {**search, **widened}
+                extra = [dict(zip(keys, combo)) for combo in itertools.product(*grid.values())
+                         if any(combo[keys.index(k)] in v for k, v in widened.items())]
+                ctx.log(f"{self.name}: validation is flat over the grid; also trying {widened}")
+                self._run_trials(extra, params, ctx, monitor, results, kept)
+        tied = self._tied(results)
+        chosen = min(tied, key=lambda i: (self._complexity({**params, **results[i]}), i))
+        trial = {k: v for k, v in results[chosen].items() if k != "ndcg@10"}
+        model, factors = kept[chosen]
+        self._model = model
+        self._user_factors, self._item_factors_t = factors
+        order = ", ".join(f"{'fewer' if sign > 0 else 'more'} {k}" for k, sign in self.simpler)
+        self.params = {**params, **trial, "tuning": {
+            "metric": "ndcg@10 on validation", "trials": results,
+            "rule": TIE_RULE.format(tol=TIE_TOLERANCE, order=order or "first tried"),
+            "tolerance": TIE_TOLERANCE, "tied": [results[i] for i in tied],
+            "widened": widened or None}}
+        return self
+
+    def _run_trials(self, trials: list[dict[str, Any]], params: dict[str, Any], ctx: FitContext,
+                    monitor: bool, results: list[dict[str, Any]], kept: dict[int, tuple]) -> None:
+        """Fit and score each trial, appending to ``results``; keep the fitted factors of the
+        trials that may still be chosen (within the tolerance of the best so far)."""
+        for trial in _bar(trials, f"{self.name}: tuning", ctx):
             run = {**params, **trial}
             if monitor:
                 run["iterations"] = self.max_iterations
@@ -121,14 +170,19 @@ class _ImplicitMF(PopularityFallback):
                 trial = {**trial, "iterations": epoch}
             results.append({**trial, "ndcg@10": round(score, 6)})
             ctx.log(f"{self.name}: {trial} -> validation nDCG@10 {score:.4f}")
-            if best is None or score > best[0]:
-                best = (score, trial, model, (self._user_factors, self._item_factors_t))
-        _, trial, model, factors = best
-        self._model = model
-        self._user_factors, self._item_factors_t = factors
-        self.params = {**params, **trial,
-                       "tuning": {"metric": "ndcg@10 on validation", "trials": results}}
-        return self
+            kept[len(results) - 1] = (model, (self._user_factors, self._item_factors_t))
+            for i in set(kept) - set(self._tied(results)):
+                del kept[i]
+
+    @staticmethod
+    def _tied(results: list[dict[str, Any]]) -> list[int]:
+        """Indices of the trials within ``TIE_TOLERANCE`` of the best validation score."""
+        best = max(r["ndcg@10"] for r in results)
+        return [i for i, r in enumerate(results) if r["ndcg@10"] >= best - TIE_TOLERANCE]
+
+    def _complexity(self, run: dict[str, Any]) -> tuple[float, ...]:
+        """Sort key of a trial's hyperparameters: smaller = simpler (see ``simpler``)."""
+        return tuple(sign * float(run.get(k, 0.0)) for k, sign in self.simpler)
 
     def score(self, user_idx: np.ndarray) -> np.ndarray:
         users = np.atleast_1d(np.asarray(user_idx, dtype=np.int64))
@@ -149,6 +203,8 @@ class ALSRecommender(_ImplicitMF):
     label = "ALS"
     grid = {"factors": [50, 100, 200], "regularization": [1.0, 10.0]}
     defaults = {"factors": 100, "regularization": 1.0, "alpha": 1.0, "iterations": 15}
+    simpler = (("factors", 1), ("regularization", -1))
+    widen = {"regularization": [0.1, 0.01]}
 
     def _build(self, params: dict[str, Any], seed: int, threads: int):
         from implicit.cpu.als import AlternatingLeastSquares
@@ -169,6 +225,7 @@ class BPRRecommender(_ImplicitMF):
     grid = {"factors": [25, 50, 100]}
     defaults = {"factors": 50, "learning_rate": 0.01, "regularization": 0.01, "iterations": 100}
     early_stopping = True
+    simpler = (("factors", 1), ("iterations", 1))
 
     def _build(self, params: dict[str, Any], seed: int, threads: int):
         from implicit.cpu.bpr import BayesianPersonalizedRanking

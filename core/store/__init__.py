@@ -19,9 +19,20 @@ __all__ = [
 ]
 
 
+#: Per part of ``embed_dataset``: (what a row is, what a distinct input is).
+_UNITS = {"photos": ("photos", "files"), "reviews": ("reviews", "texts"),
+          "item texts": ("items", "texts")}
+
+
 @dataclass
 class EmbedReport:
-    """What ``embed_dataset`` did: per part (photos, reviews, item texts) the counts and time."""
+    """What ``embed_dataset`` did: per part (photos, reviews, item texts) the counts and time.
+
+    Each part's dict: ``part``, ``total`` (rows: photos, reviews, items), ``empty`` (rows without
+    text, skipped; text parts), and in *distinct inputs* (identical texts or files are encoded once,
+    which is what the progress bar counts): ``distinct``, ``cached``, ``computed``, ``bad``
+    (unreadable, skipped; photos); ``seconds``.
+    """
 
     dataset: str
     spec: str
@@ -36,19 +47,25 @@ class EmbedReport:
         label = " (UNTRAINED random weights)" if self.untrained else ""
         out = [f"{self.dataset}: {self.spec} → cache id {self.encoder_id}{label}"]
         for p in self.parts:
+            rows, unit = _UNITS.get(p["part"], ("rows", "inputs"))
+            head = f"  {p['part']:<10} "
+            if p["part"] == "reviews" and p["total"] and p.get("empty") == p["total"]:
+                out.append(head + f"no review text in this dataset ({p['total']} reviews, "
+                                  "none with text; text techniques use the item texts)")
+                continue
+            if not p["total"]:
+                out.append(head + f"no {rows} in this dataset")
+                continue
+            skipped = f" ({p['empty']} without text, skipped)" if p.get("empty") else ""
+            bad = f", {p['bad']} bad (skipped)" if p.get("bad") else ""
             rate = p["computed"] / p["seconds"] if p["seconds"] > 0 and p["computed"] else 0.0
-            extra = []
-            if p.get("bad"):
-                extra.append(f"{p['bad']} bad (skipped)")
-            if p.get("empty"):
-                extra.append(f"{p['empty']} empty (skipped)")
-            tail = f", {', '.join(extra)}" if extra else ""
-            speed = f", {rate:.1f} items/s" if rate else ""
-            out.append(f"  {p['part']:<10} {p['total']} total: {p['cached']} cached, "
-                       f"{p['computed']} encoded{tail} in {p['seconds']:.2f} s{speed}")
+            speed = f", {rate:.1f} {unit}/s" if rate else ""
+            out.append(head + f"{p['total']} {rows}{skipped} → {p['distinct']} distinct {unit}: "
+                       f"{p['cached']} cached, {p['computed']} encoded{bad} in "
+                       f"{p['seconds']:.2f} s{speed}")
         for reason in self.bad_examples[:5]:
             out.append(f"  bad input: {reason}")
-        out.append(f"  done in {self.seconds:.2f} s")
+        out.append(f"  done in {self.seconds:.2f} s (identical inputs are encoded once)")
         return out
 
 
@@ -83,17 +100,18 @@ def embed_dataset(ds, encoder_spec: str, cache_root: Path, modality: str = "all"
     for part, fn, total in jobs:
         before = dict(prov._counts(encoder_spec))
         t = time.perf_counter()
-        _, ok = fn(encoder_spec)
+        fn(encoder_spec)
         c = prov._counts(encoder_spec)
         row = {"part": part, "total": total, "seconds": time.perf_counter() - t,
                "cached": c["cached"] - before["cached"],
-               "computed": c["computed"] - before["computed"]}
+               "computed": c["computed"] - before["computed"], "bad": 0}
         if part == "photos":
             row["bad"] = c["bad_images"] - before["bad_images"]
         elif part == "reviews":
             row["empty"] = c["empty_texts"] - before["empty_texts"]
         else:
             row["empty"] = c["empty_item_texts"] - before["empty_item_texts"]
+        row["distinct"] = row["cached"] + row["computed"] + row["bad"]
         report.parts.append(row)
     report.bad_examples = list(prov._counts(encoder_spec)["bad_examples"])
     report.seconds = time.perf_counter() - t0

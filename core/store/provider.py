@@ -5,6 +5,11 @@ Arrays come back aligned with the dataset's frames, with an ``ok`` mask: ``photo
 with item indices, ``texts(spec, texts)`` with the given list. Bad images and empty texts have
 ``ok`` False and a zero row, and are counted in ``report``. Everything goes through the DuckDB
 cache; results are memoised in the provider (read-only arrays), so repeated calls are free.
+
+Identical inputs (same content hash: a text repeated in several reviews, a photo file twice) are
+looked up and encoded once, so ``report``'s ``cached`` / ``computed`` / ``bad_images`` count
+distinct inputs, the unit the encoding progress bar counts; ``empty_texts`` and
+``empty_item_texts`` count rows.
 """
 
 from __future__ import annotations
@@ -65,6 +70,25 @@ def _resolve_progress(progress) -> Progress | None:
     return as_message
 
 
+def _distinct(hashes: Sequence[str | None]) -> tuple[list[int], np.ndarray]:
+    """``(first, inverse)``: the position of the first input of each distinct hash (a ``None``
+    hash, an unreadable file, is always its own), and per input the index into ``first``."""
+    first: list[int] = []
+    slot: dict[str, int] = {}
+    inverse = np.empty(len(hashes), dtype=np.int64)
+    for i, h in enumerate(hashes):
+        if h is None:
+            inverse[i] = len(first)
+            first.append(i)
+            continue
+        j = slot.get(h)
+        if j is None:
+            j = slot[h] = len(first)
+            first.append(i)
+        inverse[i] = j
+    return first, inverse
+
+
 def _frozen(a: np.ndarray) -> np.ndarray:
     a.flags.writeable = False
     return a
@@ -81,8 +105,9 @@ class EmbeddingProvider:
         batch_size: inference batch size (default: each encoder's).
 
     Attributes:
-        report: per encoder spec, counts: ``bad_images``, ``empty_texts`` (reviews without text),
-            ``empty_item_texts``, ``cached``, ``computed``; and ``bad_examples`` (a few reasons).
+        report: per encoder spec, counts: ``bad_images``, ``cached``, ``computed`` (distinct
+            inputs), ``empty_texts`` (review rows without text), ``empty_item_texts`` (item rows);
+            and ``bad_examples`` (a few reasons).
         timings: seconds spent per (kind, spec) on the first (non-memoised) call.
     """
 
@@ -128,13 +153,15 @@ class EmbeddingProvider:
                  for t in texts]
         nonempty = [i for i, t in enumerate(clean) if t.strip()]
         hashes = [text_hash(clean[i]) for i in nonempty]
-        res = self.store.get_or_compute(enc, "text", [clean[i] for i in nonempty], hashes=hashes,
+        first, inverse = _distinct(hashes)
+        res = self.store.get_or_compute(enc, "text", [clean[nonempty[j]] for j in first],
+                                        hashes=[hashes[j] for j in first],
                                         progress=self.progress, batch_size=self.batch_size)
         dim = res.vectors.shape[1] if res.vectors.ndim == 2 else int(enc.dim)
         vecs = np.zeros((len(clean), dim), dtype=np.float32)
         ok = np.zeros(len(clean), dtype=bool)
-        vecs[nonempty] = res.vectors
-        ok[nonempty] = res.ok
+        vecs[nonempty] = res.vectors[inverse]
+        ok[nonempty] = res.ok[inverse]
         c = self._counts(spec)
         c["cached"] += res.hits
         c["computed"] += res.computed
@@ -151,16 +178,19 @@ class EmbeddingProvider:
             paths = [str(p) for p in ph["path"].tolist()]
             hashes = self.store.photo_hashes(self.dataset.name, ph["photo_id"].astype(str).tolist(),
                                              paths)
-            res = self.store.get_or_compute(enc, "image", paths, hashes=hashes,
+            first, inverse = _distinct(hashes)
+            res = self.store.get_or_compute(enc, "image", [paths[j] for j in first],
+                                            hashes=[hashes[j] for j in first],
                                             progress=self.progress, batch_size=self.batch_size)
             c = self._counts(spec)
             c["bad_images"] += len(res.bad)
             c["cached"] += res.hits
             c["computed"] += res.computed
             c["bad_examples"].extend(list(res.bad.values())[:5])
+            ok = res.ok[inverse]
             if res.vectors.shape[1] == 0:  # no photos at all and nothing known about the encoder
-                return np.zeros((len(paths), int(enc.dim)), np.float32), res.ok
-            return res.vectors, res.ok
+                return np.zeros((len(paths), int(enc.dim)), np.float32), ok
+            return res.vectors[inverse], ok
 
         return self._memoised("photos", spec, compute)
 

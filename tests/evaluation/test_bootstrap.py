@@ -81,3 +81,22 @@ def test_missing_baseline_is_a_clear_error():
 def test_format_ci():
     assert format_ci({"delta": 0.0123, "ci_low": -0.001, "ci_high": 0.02}) == (
         "+0.0123 [-0.0010, +0.0200]")
+
+
+def test_format_ci_marks_intervals_that_exclude_zero():
+    assert format_ci({"delta": 0.0123, "ci_low": 0.005, "ci_high": 0.019}) == (
+        "+0.0123 [+0.0050, +0.0190] *")
+    assert format_ci({"delta": -0.41, "ci_low": -0.43, "ci_high": -0.39}).endswith(" *")
+    # exactly zero everywhere (identical rankings): the interval includes 0, no mark
+    assert format_ci({"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0}) == (
+        "+0.0000 [+0.0000, +0.0000]")
+
+
+def test_format_ci_shows_small_differences_with_significant_digits():
+    # at 4 decimals this would read +0.0000 [+0.0000, +0.0001], hiding that it excludes 0
+    assert format_ci({"delta": 0.00004, "ci_low": 0.000012, "ci_high": 0.00009}) == (
+        "+0.000040 [+0.000012, +0.000090] *")
+    assert format_ci({"delta": 3e-6, "ci_low": -1e-6, "ci_high": 8e-6}) == (
+        "+0.0000030 [-0.0000010, +0.0000080]")
+    assert format_ci({"delta": float("nan"), "ci_low": float("nan"),
+                      "ci_high": float("nan")}) == "n/a [n/a, n/a]"

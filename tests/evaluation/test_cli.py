@@ -37,6 +37,12 @@ def test_table_has_a_row_per_technique_and_notes(taste, tmp_path):
     assert any(line.startswith("time: random fit") for line in lines)
 
 
+def test_temporal_header_has_no_seed(taste, tmp_path):
+    argv = EVAL + ["--split", "temporal", "--cache-dir", str(tmp_path)]
+    first = _run(taste, argv, evaluate_command).splitlines()[0]
+    assert first.startswith("dataset taste | split temporal (train ") and "seed" not in first
+
+
 def test_metrics_option_limits_columns(taste, tmp_path):
     text = _run(taste, EVAL + ["--metrics", "map,ndcg", "--cache-dir", str(tmp_path)],
                 evaluate_command)

@@ -75,6 +75,7 @@ def test_study_runs_every_row_with_ci_column_and_run_json(ds, tmp_path):
         assert f"[{row}]" in text or row in text.lower() or row.replace("-", " ") in text.lower()
     assert "skipped" not in text
     assert "Δ nDCG@10 vs als [95% CI]" in text and "(baseline)" in text
+    assert "* = the 95% CI excludes 0" in text
     assert "MAP@10" in text and "Recall@10" not in text  # the table shows MAP and nDCG only
     run = json.loads((run_dir / "run.json").read_text())
     assert run["techniques"] == ROWS

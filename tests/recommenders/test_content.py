@@ -253,6 +253,8 @@ def test_hybrid_uses_informative_content_and_beats_als():
     ctx = fit_context(ds, encoders={"text": "text:fake"}, seed=1)
     hybrid = create_recommender("hybrid", contents=["text"], cf_fixed=ALS).fit(ctx)
     assert hybrid.params["content"] == "text" and hybrid.params["weight"] > 0
+    assert hybrid.params["row_label"] == f"Hybrid ALS + text (w={hybrid.params['weight']:g})"
+    assert "no_blend_reason" not in hybrid.params
     blend = hybrid.params["best_blend"]  # the one-standard-error rule let the blend in
     assert blend["gain"] > blend["standard_error"] > 0
     table = hybrid.params["validation_ndcg@10"]
@@ -268,6 +270,9 @@ def test_hybrid_ignores_noise_content_and_equals_als():
     assert hybrid.params["weight"] == 0.0 and hybrid.params["content"] is None
     blend = hybrid.params.get("best_blend")  # a blend that looked better was within noise
     assert blend is None or blend["gain"] <= blend["standard_error"]
+    label = hybrid.params["row_label"]
+    assert label.startswith("Hybrid: ALS alone (no content blend: ")
+    assert ("within one standard error" in label) == (blend is not None)
     als = create_recommender("als", **ALS).fit(fit_context(ds, seed=1))
     users = np.arange(ds.n_users)
     np.testing.assert_array_equal(hybrid.score(users), als.score(users))
@@ -278,6 +283,27 @@ def test_hybrid_lists_contents_it_could_not_run(ds):
     hybrid = create_recommender("hybrid", cf_fixed=ALS).fit(ctx)
     assert "text" not in hybrid.params["skipped_contents"]
     assert "image encoder" in hybrid.params["skipped_contents"]["image"]
+
+
+def test_hybrid_without_content_says_so_in_its_label_and_on_the_console(ds):
+    messages: list[str] = []
+    ctx = fit_context(ds, encoders={})
+    ctx.progress = messages.append
+    hybrid = create_recommender("hybrid", cf_fixed=ALS).fit(ctx)
+    assert hybrid.params["weight"] == 0.0
+    assert hybrid.params["row_label"] == (
+        "Hybrid: ALS alone (no content blend: no content technique could run)")
+    reason = hybrid.params["no_blend_reason"]
+    assert "text needs a text encoder" in reason and "clip-t1 needs a clip encoder" in reason
+    assert f"hybrid: ALS alone, no content blend: {reason}" in messages
+
+
+def test_hybrid_row_label_reaches_the_table(ds):
+    from core.evaluation.experiment import run_experiment
+
+    result = run_experiment(ds, "random", ["hybrid"], ks=[5], seed=0,
+                            options={"technique_params": {"hybrid": {"cf_fixed": ALS}}})
+    assert result.meta["labels"]["hybrid"].startswith("Hybrid: ALS alone (no content blend")
 
 
 def test_fake_encoder_spaces_differ():

@@ -115,22 +115,46 @@ def test_provider_aligns_counts_and_memoises(tmp_path, tiny, registered):
 
 def test_embed_dataset_report_stats_and_clear(tmp_path, tiny, registered):
     root = tmp_path / "cache"
-    cold = embed_dataset(tiny, "fake:v1", root, progress=False)
+    bars: dict[str, list[int]] = {}
+    cold = embed_dataset(tiny, "fake:v1", root,
+                         progress=lambda done, total, label: bars.setdefault(label, []).append(
+                             total) if done == 0 else None)
     parts = {p["part"]: p for p in cold.parts}
+    # each progress bar's total is what the summary calls "encoded" (distinct inputs)
+    assert bars["fake:v1 texts"] == [parts["reviews"]["computed"], parts["item texts"]["computed"]]
     assert parts["photos"]["computed"] == 4 and parts["photos"]["bad"] == 2
     assert parts["reviews"]["empty"] == 2 and parts["item texts"]["computed"] == 3
+    # counts are distinct inputs, like the progress bar: "great pizza" twice is encoded once
+    assert parts["reviews"]["computed"] == 2 and parts["reviews"]["distinct"] == 2
     text = "\n".join(cold.lines())
     assert "2 bad (skipped)" in text and "zero-byte" in text
+    assert "5 reviews (2 without text, skipped) → 2 distinct texts: 0 cached, 2 encoded" in text
     warm = embed_dataset(tiny, "fake:v1", root, progress=False)
     assert all(p["computed"] == 0 for p in warm.parts)
     assert {p["part"]: p["cached"] for p in warm.parts} == {
-        "photos": 4, "reviews": 3, "item texts": 3}
+        "photos": 4, "reviews": 2, "item texts": 3}
 
     stats = cache_stats(root)
     assert "fake:v1" in stats and "image" in stats and "on disk" in stats
     # 4 image rows, 2 + 3 distinct text rows
     assert cache_clear(root, "fake:v1") == 4 + 5
     assert EmbeddingStore(root).stats() == []
+
+
+def test_embed_report_says_when_a_dataset_has_no_review_text(tmp_path, tiny, registered):
+    import dataclasses
+
+    inter = tiny.interactions.assign(text=None)
+    bare = dataclasses.replace(tiny, interactions=inter)
+    seen: list[tuple[int, int, str]] = []
+    report = embed_dataset(bare, "fake:v1", tmp_path / "cache", modality="text",
+                           progress=lambda done, total, label: seen.append((done, total, label)))
+    parts = {p["part"]: p for p in report.parts}
+    assert parts["reviews"]["empty"] == 5 and parts["reviews"]["distinct"] == 0
+    text = "\n".join(report.lines())
+    assert "no review text in this dataset" in text and "empty" not in text
+    # the progress bar and the summary count the same thing: distinct texts encoded
+    assert seen[-1][:2] == (parts["item texts"]["computed"], parts["item texts"]["computed"])
 
 
 def test_embed_dataset_refuses_a_missing_modality(tmp_path, tiny, monkeypatch):

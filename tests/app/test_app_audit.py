@@ -1,0 +1,41 @@
+"""The app stores each run's protocol audit with its details and shows the audit line while it
+computes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core import app_api as api
+from core.evaluation.evaluator import relevant_matrix
+from core.evaluation.experiment import protocol_audit
+from core.store.runs import RunStore
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> api.LabData:
+    """A small demo-like dataset (the demo generator's Yelp layout: 20 restaurants, 60 users)."""
+    from core.data.demo import generate_demo
+
+    folder = generate_demo(tmp_path_factory.mktemp("lab") / "yelp", n_businesses=20, n_users=60,
+                           n_photos=10)
+    return api.load(f"yelp:{folder}")
+
+
+def test_stored_run_details_carry_the_split_audit(lab, tmp_path):
+    messages: list[str] = []
+    cmp = api.run_comparison(lab, tmp_path, "random", 5, ["popular", "itemknn"], {},
+                             {"tune": False}, progress=lambda m, f: messages.append(m))
+    assert cmp.computed == ["popular", "itemknn"]
+    ds = lab.ds
+    split = api.split_of(lab, "random", 5)
+    expected = protocol_audit(ds.csr(split.train), ds.csr(split.valid), ds.csr(split.test),
+                              relevant_matrix(split.test, ds.n_users, ds.n_items))
+    train_users = set(split.train["user"])
+    cold = sum(u not in train_users for u in set(split.test["user"]))
+    runs = RunStore.in_cache(tmp_path).load_metrics(list(cmp.keys.values())).runs
+    for row in runs.itertuples():
+        audit = json.loads(row.params)["audit"]
+        assert audit == {**expected, "cold_users": cold}, row.technique
+    assert any(m.startswith(("protocol audit:", "warning: protocol audit:")) for m in messages)

@@ -19,6 +19,21 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help=f"cache directory (default ${CACHE_ENV} or ./cache)")
 
 
+_REPEATS_HELP = (
+    "repeated user-item pairs (a second review of one restaurant, a second purchase of one "
+    "article): 'collapse' (default) makes them one interaction before any split (earliest "
+    "copy's time, rating and review id; later texts appended); 'keep' keeps every copy, so one "
+    "pair can sit in both train and test, where the test copy is masked as seen and can never "
+    "be recommended, which deflates the metrics"
+)
+
+
+def _add_repeats(g: argparse._ActionsContainer) -> None:
+    """The --repeats flag (LoadOptions.repeats), in a dataset filters group."""
+    g.add_argument("--repeats", choices=["collapse", "keep"], default="collapse",
+                   help=_REPEATS_HELP)
+
+
 def _add_dataset(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--dataset", required=required, default=None if required else "demo",
                    help="dataset spec: demo, yelp:DIR, movielens:DIR, csv:CONFIG.toml")
@@ -34,6 +49,7 @@ def _add_dataset(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="keep at most this many users (sampled with --seed)")
     g.add_argument("--strict", action="store_true",
                    help="fail on the first malformed line instead of skipping and counting it")
+    _add_repeats(g)
 
 
 def _options(args: argparse.Namespace):
@@ -47,7 +63,7 @@ def _options(args: argparse.Namespace):
         categories=cats, city=args.city, state=args.state,
         min_user_interactions=args.min_user, min_item_interactions=args.min_item,
         max_users=args.max_users, seed=getattr(args, "seed", DEFAULT_SEED) or DEFAULT_SEED,
-        strict=args.strict,
+        strict=args.strict, repeats=getattr(args, "repeats", "collapse"),
     )
 
 
@@ -163,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                      ("--max-users", {"type": int})):
         g.add_argument(flag, **kw)
     g.add_argument("--strict", action="store_true")
+    _add_repeats(g)
     p.set_defaults(func=cmd_datasets)
 
     p = sub.add_parser("encoders", help="list encoder specs and whether their weights are here")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from core.data.dataset import Dataset, LoadReport, build_dataset
+from core.data.dataset import REPEAT_MODES, Dataset, LoadReport, build_dataset
 from core.errors import DatasetError
 
 __all__ = [
@@ -29,6 +29,15 @@ class LoadOptions:
         min_user_interactions, min_item_interactions: k-core filter, applied until stable.
         max_users: keep at most this many users, sampled reproducibly with ``seed``.
         strict: fail on the first malformed line (naming file and line) instead of skipping it.
+        repeats: ``"collapse"`` (default) turns the copies of a repeated user-item pair (a second
+            review of the same restaurant, a second purchase of the same article) into one
+            interaction before any split: the earliest copy's timestamp, rating and review id,
+            with the later copies' texts appended (``core.data.dataset.collapse_repeats``).
+            ``"keep"`` keeps every copy; then one pair can sit in both train and test, where the
+            test copy is masked as already seen and can never be recommended, which deflates
+            the metrics.
+    Raises:
+        DatasetError: ``repeats`` is not one of ``"collapse"``, ``"keep"``.
     """
 
     categories: tuple[str, ...] | None = None
@@ -39,6 +48,12 @@ class LoadOptions:
     max_users: int | None = None
     seed: int = 42
     strict: bool = False
+    repeats: str = "collapse"
+
+    def __post_init__(self) -> None:
+        if self.repeats not in REPEAT_MODES:
+            raise DatasetError(f"LoadOptions.repeats = {self.repeats!r} is not one of "
+                               f"{', '.join(REPEAT_MODES)} (CLI: --repeats)")
 
 
 _SOURCES = {

@@ -27,6 +27,30 @@ config file. Example (an Amazon-reviews-like export)::
     [images]
     column = "image_path"
 
+How the mapped columns are used:
+
+* ``[interactions] text`` columns are joined with a space into the review text; ``review_id``,
+  when mapped, is kept once per id (the earliest copy; ``duplicate_review_ids`` counts the ids
+  seen on several lines).
+* ``[items] categories``: each listed column is split on ``categories_sep`` (default ``,``) and
+  every piece becomes one category (``["product_group", "product_type"]`` gives
+  ``"Garment Upper body, Sweater"``), duplicates removed.
+* The item document the text encoders see (``Dataset.item_text()``) is the ``name``, then
+  ``Categories: ...``, then the ``description`` columns joined with a space, then
+  ``Attributes: brand: Acme; price: 9.99.`` from the ``attributes`` columns (empty values left
+  out).
+* ``[images] pattern`` is a Python format string with one field, ``item_id``, which is text
+  (as written in the items file): ``"{item_id}.jpg"``, or ``"{item_id:0>10}.jpg"`` to pad ids
+  with zeros to ten characters. Numeric format specs such as ``{item_id:010d}`` do not apply to
+  text and are rejected with an error naming the setting. ``column`` instead names an image-path
+  column of the items file. Photos missing on disk, empty (0 bytes) or with no image header are
+  counted (``photos_missing_on_disk``, ``photos_zero_byte``, ``photos_undecodable``) and left out.
+* Ids are compared as text, exactly: ``108775015`` in the interactions and ``0108775015`` in the
+  items file are different items. When no interaction names a known item, the error shows
+  example ids from both files.
+* Repeated user-item pairs (a shopper buying the same article twice) become one interaction
+  unless ``LoadOptions.repeats == "keep"`` (see ``core.data.dataset.collapse_repeats``).
+
 This module also holds the tabular helpers the MovieLens loader shares: ``read_delimited`` (all
 fields as strings, malformed lines skipped and counted with their line number, or an error in
 strict mode), ``reject_rows``, ``parse_timestamps`` and ``finish_dataset`` (filters + build).
@@ -45,6 +69,7 @@ import pandas as pd
 
 from core.data.dataset import Dataset, LoadReport, build_dataset
 from core.data.filters import k_core, sample_users
+from core.data.photos import screen_photos
 from core.errors import DatasetError
 
 __all__ = [
@@ -208,6 +233,30 @@ def filter_categories(items: pd.DataFrame, categories: tuple[str, ...] | None) -
     return items[keep]
 
 
+def _examples(values: pd.Series, n: int = 3) -> str:
+    return ", ".join(repr(v) for v in pd.unique(values.astype(str))[:n])
+
+
+def _no_match_error(name: str, inter: pd.DataFrame, items: pd.DataFrame,
+                    interactions_file: Path, items_file: Path | None) -> DatasetError:
+    """Every interaction named an unknown item: show ids from both files and a likely cause."""
+    inter_ids, item_ids = inter["item_id"].astype(str), items["item_id"].astype(str)
+    where = f"the items file {items_file}" if items_file else "the items file"
+    hint = ("the item id columns of both files must hold the same text; check leading zeros "
+            "and numbers saved as text vs numbers (e.g. 123 vs 123.0)")
+    stripped = set(item_ids.str.lstrip("0"))
+    if inter_ids.str.lstrip("0").isin(stripped).any():
+        hint = ("the ids match once leading zeros are removed: one file lost them (ids saved as "
+                "numbers); re-export it with the id column as text, zero-padded like the other")
+    in_items = (f"{_examples(item_ids)} in the items file" if len(item_ids)
+                else "the items file has no usable row")
+    return DatasetError(
+        f"{name}: every one of the {len(inter)} interaction(s) in {interactions_file} names an "
+        f"item missing from {where} (e.g. {_examples(inter_ids)} in the interactions; "
+        f"{in_items}): {hint}"
+    )
+
+
 def finish_dataset(
     name: str,
     inter: pd.DataFrame,
@@ -217,21 +266,29 @@ def finish_dataset(
     options: Any,
     domain: str,
     interactions_file: Path,
+    items_file: Path | None = None,
 ) -> Dataset:
     """Drop interactions with unknown items (counted), apply the filters, build the Dataset.
 
     Filter order: categories, then ``max_users`` sampling, then the k-core (so the k-core holds
-    in the result). ``DatasetError`` naming the filters when nothing is left.
+    in the result; it counts distinct user-item pairs unless ``options.repeats == "keep"``).
+    Repeated pairs are then collapsed or kept by ``build_dataset``.
+
+    Raises:
+        DatasetError: naming both files with example ids from each when no interaction names a
+            known item; naming the filters when nothing is left after them.
     """
     for key in ZERO_COUNTS:
         report.counts.setdefault(key, 0)
     known_ids = set(items["item_id"].astype(str))
     known = inter["item_id"].astype(str).isin(known_ids)
+    if len(inter) and not known.any():
+        raise _no_match_error(name, inter, items, interactions_file, items_file)
     if (~known).any():
         n = int((~known).sum())
         report.add("unknown_item_interactions", n)
         report.warn(f"{interactions_file}: {n} interaction(s) name items missing from the items "
-                    "file (dropped)")
+                    f"file (dropped; e.g. {_examples(inter.loc[~known, 'item_id'])})")
         inter = inter[known]
     if inter.empty:
         raise DatasetError(f"{name}: no interactions left after reading {interactions_file}")
@@ -240,7 +297,8 @@ def finish_dataset(
         report.add("items_dropped_by_categories", len(items) - len(kept))
         inter = inter[inter["item_id"].astype(str).isin(set(kept["item_id"].astype(str)))]
     inter = sample_users(inter, options.max_users, options.seed, report)
-    inter = k_core(inter, options.min_user_interactions, options.min_item_interactions, report)
+    inter = k_core(inter, options.min_user_interactions, options.min_item_interactions, report,
+                   distinct_pairs=options.repeats == "collapse")
     if inter.empty:
         raise DatasetError(
             f"{name}: no interactions left after filters (categories={options.categories}, "
@@ -249,7 +307,8 @@ def finish_dataset(
         )
     if photos is not None and len(photos):  # photos of filtered-out items are not "unknown"
         photos = photos[photos["item_id"].astype(str).isin(set(inter["item_id"].astype(str)))]
-    return build_dataset(name, inter, kept, photos, report=report, domain=domain)
+    return build_dataset(name, inter, kept, photos, report=report, domain=domain,
+                         repeats=options.repeats, interactions_file=str(interactions_file))
 
 
 # --- the TOML-described loader -------------------------------------------------------------------
@@ -333,6 +392,40 @@ def _joined(frame: pd.DataFrame, cols: list[str]) -> pd.Series:
     return out
 
 
+def _categories(table: pd.DataFrame, cols: list[str], sep: str) -> list[str]:
+    """Per row: every column's value split on ``sep``, each piece one category, ``", "``-joined
+    (blank pieces and repeats left out)."""
+    pieces = [table[c].str.split(sep, regex=False) for c in cols]
+    out = []
+    for row in zip(*pieces):
+        cats: list[str] = []
+        for parts in row:
+            for part in parts:
+                part = part.strip()
+                if part and part not in cats:
+                    cats.append(part)
+        out.append(", ".join(cats))
+    return out
+
+
+def _drop_duplicate_review_ids(inter: pd.DataFrame, lines: pd.Series, path: Path, column: str,
+                               report: LoadReport) -> pd.DataFrame:
+    """Keep each non-empty review id once (the earliest copy; same time: the first line),
+    counted as ``duplicate_review_ids`` (ids with more than one line; 0 when none)."""
+    rid = inter["review_id"]
+    ordered = inter.sort_values("timestamp", kind="stable")
+    dup = ordered["review_id"].notna() & ordered["review_id"].duplicated(keep="first")
+    dropped = ordered.index[dup.to_numpy()]
+    n_ids = int(rid.loc[dropped].nunique())
+    report.counts["duplicate_review_ids"] = n_ids
+    if n_ids:
+        first = inter.loc[dropped].index.min()
+        report.warn(f"{path}: {n_ids} {column} value(s) occur on more than one line; kept the "
+                    f"earliest copy of each ({len(dropped)} line(s) dropped, e.g. "
+                    f"{rid.loc[first]!r} on line {int(lines.loc[first])})")
+    return inter.drop(index=dropped)
+
+
 def load_csv(config: Path, options: Any, name: str) -> Dataset:
     """Load the dataset a TOML config describes (see the module docstring for the format).
 
@@ -391,6 +484,9 @@ def load_csv(config: Path, options: Any, name: str) -> Dataset:
             frame[roles["review_id"][0]] != "", None)
     if "text" in roles:
         inter["text"] = _joined(frame, roles["text"])
+    if "review_id" in roles:
+        inter = _drop_duplicate_review_ids(inter, frame["_line"], ipath, roles["review_id"][0],
+                                           report)
 
     # items
     if "items" in cfg:
@@ -413,10 +509,8 @@ def load_csv(config: Path, options: Any, name: str) -> Dataset:
         items = pd.DataFrame({"item_id": ids[table.index]})
         items["name"] = _joined(table, cols["name"]) if "name" in cols else ""
         if "categories" in cols:
-            sep = tc.get("categories_sep", ",")
-            raw = _joined(table, cols["categories"])
-            items["categories"] = raw.str.split(sep, regex=False).map(
-                lambda parts: ", ".join(p.strip() for p in parts if p.strip()))
+            items["categories"] = _categories(table, cols["categories"],
+                                              str(tc.get("categories_sep", ",")))
         items["description"] = _joined(table, cols["description"]) if "description" in cols \
             else ""
         attr_cols = cols.get("attributes", [])
@@ -435,9 +529,12 @@ def load_csv(config: Path, options: Any, name: str) -> Dataset:
         items = pd.DataFrame({"item_id": np.sort(inter["item_id"].unique())})
 
     photos = _photos(cfg.get("images"), items, inter, base, config, report)
+    photos = screen_photos(photos, report, f"{config} [images]")
     domain = str(cfg.get("dataset", {}).get("domain", "item"))
     items = items.drop(columns=["_image"], errors="ignore")
-    return finish_dataset(name, inter, items, photos, report, options, domain, ipath)
+    tpath_or_none = base / cfg["items"]["path"] if "items" in cfg else None
+    return finish_dataset(name, inter, items, photos, report, options, domain, ipath,
+                          tpath_or_none)
 
 
 def _photos(images: dict[str, Any] | None, items: pd.DataFrame, inter: pd.DataFrame, base: Path,
@@ -451,9 +548,12 @@ def _photos(images: dict[str, Any] | None, items: pd.DataFrame, inter: pd.DataFr
         pattern = str(images["pattern"])
         try:
             rel = [pattern.format(item_id=i) for i in used["item_id"]]
-        except (KeyError, IndexError, ValueError) as exc:
-            raise DatasetError(f"{config}: [images] pattern = {pattern!r} is invalid ({exc}); "
-                               "use {item_id} as the placeholder") from None
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+            raise DatasetError(
+                f"{config}: [images] pattern = {pattern!r} is invalid ({exc}); use {{item_id}} "
+                "as the placeholder; item_id is text, so pad with a string spec such as "
+                "{item_id:0>10} (not a numeric one like {item_id:010d})"
+            ) from None
         refs = pd.Series(rel, index=used.index)
     else:
         refs = used["_image"]

@@ -20,6 +20,8 @@ INTERACTION_COLUMNS = ("user", "item", "rating", "timestamp", "review_id", "text
 ITEM_COLUMNS = ("item_id", "name", "categories", "description", "attributes")
 #: Columns of ``Dataset.photos`` (one row per image; ``path`` is absolute).
 PHOTO_COLUMNS = ("photo_id", "item", "path", "caption", "label")
+#: What ``build_dataset`` does with repeated user-item pairs (see ``collapse_repeats``).
+REPEAT_MODES = ("collapse", "keep")
 
 
 @dataclass
@@ -27,7 +29,9 @@ class LoadReport:
     """What a loader counted while reading: skips, unknown references, missing files, filters.
 
     ``counts`` maps a short snake_case key to a number (``malformed_lines``,
-    ``unknown_item_interactions``, ``photos_missing_on_disk``, ``items_without_photos``, ...);
+    ``unknown_item_interactions``, ``duplicate_review_ids``, ``repeated_user_item_pairs``,
+    ``repeat_interactions_collapsed``, ``photos_missing_on_disk``, ``photos_zero_byte``,
+    ``photos_undecodable``, ``items_without_photos``, ...);
     ``warnings`` holds human-readable lines naming the file (and line) concerned.
     Both are shown by ``datasets describe`` and the app.
     """
@@ -51,10 +55,13 @@ class Dataset:
         interactions: columns ``INTERACTION_COLUMNS``: ``user``/``item`` int32 indices,
             ``rating`` float32, ``timestamp`` int64 (seconds since the epoch), ``review_id`` and
             ``text`` (string or None).
-            Sorted by (timestamp, user, item) with a fresh RangeIndex.
+            Sorted by (timestamp, user, item) with a fresh RangeIndex. One row per user-item
+            pair unless the dataset was loaded with ``repeats="keep"`` (see
+            ``collapse_repeats``).
         items: one row per item index, columns ``ITEM_COLUMNS`` at least; ``categories`` is a
             comma-separated string, ``attributes`` a ``{name: value}`` dict (possibly empty).
-        photos: columns ``PHOTO_COLUMNS``; ``item`` is the item index. Only photos present on disk.
+        photos: columns ``PHOTO_COLUMNS``; ``item`` is the item index. The loaders keep only
+            files present on disk, non-empty and with an image header (``core.data.photos``).
         user_ids: raw user id of each user index (object array of str).
         report: counts and warnings gathered while loading.
         domain: a word for an item in prompts and page labels ("restaurant", "movie", "product").
@@ -120,18 +127,28 @@ class Dataset:
         return bool(text.notna().any() and (text.fillna("").str.len() > 0).any())
 
     def item_text(self) -> list[str]:
-        """One descriptive text per item: name, categories, then description (what content
-        techniques use for items without reviews, and for datasets without review text)."""
+        """One descriptive document per item (what content techniques embed for items without
+        reviews, and for datasets without review text).
+
+        The document is, in this order and skipping empty parts: the ``name``;
+        ``"Categories: <categories>."``; the ``description``; ``"Attributes: <name>: <value>;
+        ...."`` with the item's scalar ``attributes`` (str, int, float, bool) in their stored
+        order; nested values (Yelp's ``Ambience`` dict), ``None``, NaN and empty strings are left
+        out. Each loader fills these fields from its source: see its module docstring.
+        """
         out = []
-        for name, cats, desc in zip(
+        for name, cats, desc, attrs in zip(
             self.items["name"].fillna(""), self.items["categories"].fillna(""),
-            self.items["description"].fillna(""),
+            self.items["description"].fillna(""), self.items["attributes"],
         ):
             parts = [str(name).strip()]
             if str(cats).strip():
                 parts.append(f"Categories: {str(cats).strip()}.")
             if str(desc).strip():
                 parts.append(str(desc).strip())
+            pairs = attribute_pairs(attrs)
+            if pairs:
+                parts.append(f"Attributes: {pairs}.")
             out.append(" ".join(p for p in parts if p))
         return out
 
@@ -161,6 +178,83 @@ class Dataset:
         return out
 
 
+def attribute_pairs(attrs: object) -> str:
+    """``"name: value; ..."`` of the scalar entries (str, int, float, bool) of an attributes
+    dict; nested values, ``None``, NaN and blank strings are skipped; ``""`` when none is left."""
+    if not isinstance(attrs, dict):
+        return ""
+    out = []
+    for key, value in attrs.items():
+        if isinstance(value, float) and np.isnan(value):
+            continue
+        if isinstance(value, (bool, np.bool_, int, float, np.integer, np.floating)):
+            out.append(f"{key}: {value}")
+        elif isinstance(value, str) and value.strip():
+            out.append(f"{key}: {value.strip()}")
+    return "; ".join(out)
+
+
+def _join_texts(texts: pd.Series) -> str | None:
+    """Distinct non-blank texts in order, separated by a blank line; None when there is none."""
+    kept: list[str] = []
+    for text in texts:
+        if isinstance(text, str) and text.strip() and text not in kept:
+            kept.append(text)
+    return "\n\n".join(kept) if kept else None
+
+
+def collapse_repeats(inter: pd.DataFrame, repeats: str, report: LoadReport,
+                     where: str = "") -> pd.DataFrame:
+    """One interaction per (``user_id``, ``item_id``) pair, or all copies with ``"keep"``.
+
+    A user who reviews the same restaurant twice, or buys the same article twice, gives one
+    interaction with ``repeats="collapse"``: the earliest copy (ties: the smaller review id, then
+    file order) with its timestamp, rating and review id, so under a temporal split the pair sits
+    where it first became known; the distinct non-blank texts of the later copies are appended
+    to the kept text in time order, separated by a blank line, so no review text is lost. With
+    ``repeats="keep"`` every copy stays, and copies of one pair can land on both sides of a
+    split (a test copy is then masked as already seen, so it can never be recommended).
+
+    Counts ``repeated_user_item_pairs`` (pairs with more than one copy, before collapsing) and
+    ``repeat_interactions_collapsed`` (rows removed; 0 with ``"keep"``), both 0 when none, and
+    warns naming ``where`` (the interactions file) when there are repeats.
+
+    Raises:
+        DatasetError: ``repeats`` is not one of ``REPEAT_MODES``.
+    """
+    if repeats not in REPEAT_MODES:
+        raise DatasetError(f"repeats = {repeats!r} is not one of {', '.join(REPEAT_MODES)} "
+                           "(LoadOptions.repeats, --repeats)")
+    pair = ["user_id", "item_id"]
+    repeated = inter.duplicated(pair, keep=False).to_numpy()
+    rep = inter[repeated]
+    n_pairs = int((~rep.duplicated(pair)).sum()) if len(rep) else 0
+    report.counts["repeated_user_item_pairs"] = n_pairs
+    report.counts["repeat_interactions_collapsed"] = 0
+    if not n_pairs:
+        return inter
+    source = f"{where}: " if where else ""
+    if repeats == "keep":
+        report.warn(f"{source}{n_pairs} user-item pair(s) occur more than once ({len(rep)} rows); "
+                    "kept every copy (repeats=keep): a pair can sit in both train and test")
+        return inter
+    # earliest first; same second: the smaller review id, then file order (stable sort)
+    rid = rep["review_id"] if "review_id" in rep.columns else pd.Series(None, index=rep.index)
+    key = pd.DataFrame({"t": rep["timestamp"].to_numpy(), "no_id": rid.isna().to_numpy(),
+                        "id": rid.fillna("").astype(str).to_numpy()})
+    rep = rep.iloc[key.sort_values(["t", "no_id", "id"], kind="stable").index.to_numpy()]
+    first = rep[~rep.duplicated(pair).to_numpy()]
+    if "text" in rep.columns:
+        # groupby(sort=False) lists pairs in order of first appearance, i.e. in ``first``'s order
+        texts = rep.groupby(pair, sort=False)["text"].agg(_join_texts)
+        first = first.assign(text=texts.to_numpy())
+    removed = len(rep) - len(first)
+    report.counts["repeat_interactions_collapsed"] = removed
+    report.warn(f"{source}{n_pairs} user-item pair(s) occur more than once; collapsed to one "
+                f"interaction each (earliest copy, texts appended; {removed} row(s) removed)")
+    return pd.concat([inter[~repeated], first])
+
+
 def interactions_to_csr(frame: pd.DataFrame, n_users: int, n_items: int) -> sp.csr_matrix:
     """Binary user x item CSR (float32) of an interactions frame; repeated pairs count once."""
     rows = frame["user"].to_numpy(dtype=np.int64)
@@ -180,19 +274,25 @@ def build_dataset(
     photos: pd.DataFrame | None,
     report: LoadReport | None = None,
     domain: str = "item",
+    repeats: str = "collapse",
+    interactions_file: str = "",
 ) -> Dataset:
     """Assemble a ``Dataset`` from frames keyed by raw ids; the one place ids become indices.
 
     Args:
         interactions: columns ``user_id``, ``item_id``, ``rating``, ``timestamp`` (seconds), and
             optionally ``review_id`` and ``text``. Rows whose item is not in ``items`` are
-            dropped and counted as ``unknown_item_interactions``.
+            dropped and counted as ``unknown_item_interactions``. Repeated user-item pairs are
+            then collapsed or kept according to ``repeats`` (see ``collapse_repeats``; counted as
+            ``repeated_user_item_pairs`` and ``repeat_interactions_collapsed``).
         items: column ``item_id`` plus any of ``name``, ``categories``, ``description``,
             ``attributes`` and extra columns. Items without interactions are dropped.
         photos: columns ``photo_id``, ``item_id``, ``path`` and optionally ``caption``, ``label``;
             photos of unknown/dropped items are dropped (counted as ``photos_of_unknown_items``).
+        repeats: ``"collapse"`` (default) or ``"keep"``.
+        interactions_file: named in the repeats warning (the loader's interactions file).
     Raises:
-        DatasetError: if nothing is left.
+        DatasetError: if nothing is left, or ``repeats`` is unknown.
     """
     report = report or LoadReport()
     inter = interactions.copy()
@@ -211,6 +311,7 @@ def build_dataset(
     for col, default in (("review_id", None), ("text", None)):
         if col not in inter.columns:
             inter[col] = default
+    inter = collapse_repeats(inter, repeats, report, where=interactions_file)
     # keep only items that have interactions, in a stable order (sorted raw id)
     used = np.sort(inter["item_id"].unique())
     items = items[items["item_id"].isin(set(used))].sort_values("item_id").reset_index(drop=True)

@@ -8,11 +8,14 @@ import pandas as pd
 from core.data.dataset import LoadReport
 
 
-def k_core(inter: pd.DataFrame, min_user: int, min_item: int, report: LoadReport) -> pd.DataFrame:
+def k_core(inter: pd.DataFrame, min_user: int, min_item: int, report: LoadReport,
+           distinct_pairs: bool = True) -> pd.DataFrame:
     """Drop users/items with fewer than ``min_user``/``min_item`` interactions until stable.
 
     ``inter`` has raw-id columns ``user_id`` and ``item_id``; the dropped row count is reported
-    as ``k_core_dropped_interactions``.
+    as ``k_core_dropped_interactions``. With ``distinct_pairs`` (the default, for
+    ``repeats="collapse"``) a user's or item's interactions are its distinct partners, so the
+    k-core still holds once ``build_dataset`` collapses repeated pairs; otherwise rows count.
     """
     if min_user <= 1 and min_item <= 1:
         return inter
@@ -20,15 +23,21 @@ def k_core(inter: pd.DataFrame, min_user: int, min_item: int, report: LoadReport
     while True:
         n = len(inter)
         if min_item > 1:
-            counts = inter["item_id"].map(inter["item_id"].value_counts())
-            inter = inter[counts >= min_item]
+            inter = inter[_counts(inter, "item_id", distinct_pairs) >= min_item]
         if min_user > 1:
-            counts = inter["user_id"].map(inter["user_id"].value_counts())
-            inter = inter[counts >= min_user]
+            inter = inter[_counts(inter, "user_id", distinct_pairs) >= min_user]
         if len(inter) == n:
             break
     report.add("k_core_dropped_interactions", before - len(inter))
     return inter
+
+
+def _counts(inter: pd.DataFrame, col: str, distinct_pairs: bool) -> pd.Series:
+    """Per row, how many rows (or distinct user-item pairs) its ``col`` value has."""
+    pairs = inter[["user_id", "item_id"]]
+    if distinct_pairs:
+        pairs = pairs.drop_duplicates()
+    return inter[col].map(pairs[col].value_counts())
 
 
 def sample_users(inter: pd.DataFrame, max_users: int | None, seed: int, report: LoadReport):

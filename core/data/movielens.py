@@ -11,6 +11,13 @@ Layouts, found in ``<dir>`` itself or in a single subfolder of it:
 Optional extras, looked up in ``<dir>`` then in the data folder: ``posters/<movie_id>.jpg`` (one
 photo per movie, label ``poster``, caption = title) and ``overviews.csv`` (``movie_id,overview``:
 the plot summary becomes the item description). Ratings carry no review text.
+
+The item document (``Dataset.item_text``) is the title, the genres as categories, the overview,
+and the attributes (``year``, plus ``imdb_url`` for ML-100K). Posters that are empty or have no
+image header are counted (``photos_zero_byte``, ``photos_undecodable``) and left out. A movie
+rated twice by one user (possible in hand-made files) is one interaction unless
+``LoadOptions.repeats == "keep"`` (``repeated_user_item_pairs``,
+``repeat_interactions_collapsed``).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import pandas as pd
 
 from core.data.csvtable import finish_dataset, read_delimited, reject_rows
 from core.data.dataset import Dataset, LoadReport
+from core.data.photos import screen_photos
 from core.errors import DatasetError
 
 __all__ = ["ML100K_GENRES", "load_movielens"]
@@ -47,8 +55,10 @@ def load_movielens(root: Path, options: Any, name: str) -> Dataset:
     Returns:
         a ``Dataset`` with domain ``"movie"``: items named by title, genres as categories, the
         overview as description, ``{"year": ...}`` attributes, and posters as photos. The report
-        counts ``malformed_lines``, ``unknown_item_interactions``, ``movies_without_poster``,
-        ``empty_overviews`` and ``movies_without_overview`` (when ``overviews.csv`` exists).
+        counts ``malformed_lines``, ``unknown_item_interactions``, ``repeated_user_item_pairs``,
+        ``repeat_interactions_collapsed``, ``movies_without_poster``, ``photos_zero_byte`` and
+        ``photos_undecodable`` (with posters/), ``empty_overviews`` and
+        ``movies_without_overview`` (when ``overviews.csv`` exists).
     Raises:
         DatasetError: missing directory or files, missing columns, a malformed line in strict
             mode (naming file and line), or nothing left after the filters.
@@ -60,13 +70,13 @@ def load_movielens(root: Path, options: Any, name: str) -> Dataset:
     report = LoadReport()
     strict = bool(options.strict)
     if layout == "ml-100k":
-        ratings_file = data_dir / "u.data"
+        ratings_file, movies_file = data_dir / "u.data", data_dir / "u.item"
         inter = _read_100k_ratings(ratings_file, report, strict)
         items = _read_100k_items(data_dir, report, strict)
     else:
-        ratings_file = data_dir / "ratings.csv"
+        ratings_file, movies_file = data_dir / "ratings.csv", data_dir / "movies.csv"
         inter = _read_latest_ratings(ratings_file, report, strict)
-        items = _read_latest_items(data_dir / "movies.csv", report, strict)
+        items = _read_latest_items(movies_file, report, strict)
 
     overviews_file = _extra(root, data_dir, "overviews.csv")
     has_overviews = overviews_file is not None
@@ -80,11 +90,14 @@ def load_movielens(root: Path, options: Any, name: str) -> Dataset:
     items = items.drop(columns=["overview"])
 
     posters_dir = _extra(root, data_dir, "posters")
-    photos = _posters(posters_dir, items) if posters_dir is not None else None
+    photos = None
     if posters_dir is None:
         report.warn(f"no posters/ folder in {root}: movies have no photos")
+    else:
+        photos = screen_photos(_posters(posters_dir, items), report, str(posters_dir))
 
-    ds = finish_dataset(name, inter, items, photos, report, options, "movie", ratings_file)
+    ds = finish_dataset(name, inter, items, photos, report, options, "movie", ratings_file,
+                        movies_file)
     final = ds.items
     with_poster = set(ds.photos["item"].tolist()) if len(ds.photos) else set()
     report.counts["movies_without_poster"] = int(len(final) - len(with_poster))

@@ -14,6 +14,21 @@ review file is about 5 GB. The business filters become a join inside DuckDB, so 
 kept businesses reach pandas. Malformed lines are found by a separate DuckDB scan of the raw lines
 (``json_valid`` + required fields), counted and skipped, or reported with their line number under
 ``strict``.
+
+Hygiene, all counted in the ``LoadReport`` (``datasets describe`` shows them):
+
+* a ``review_id`` that occurs on several usable lines is kept once, inside DuckDB (the copy with
+  the earliest date, then the smaller user id, business id and stars), counted as
+  ``duplicate_review_ids`` (review ids with more than one copy; 0 when none);
+* repeated user-business pairs (a second review of the same restaurant) are collapsed by
+  ``build_dataset`` unless ``LoadOptions.repeats == "keep"`` (``repeated_user_item_pairs``,
+  ``repeat_interactions_collapsed``); the k-core counts distinct pairs accordingly;
+* photos listed in ``photos.json`` but missing from ``photos/`` (``photos_missing_on_disk``),
+  empty (``photos_zero_byte``) or with no image header (``photos_undecodable``) are left out.
+
+The item document (``Dataset.item_text``) is the business name, its ``categories``, the
+description ("address, city, state. Price range $$.") and the scalar ``attributes``
+("WiFi: free; HasTV: False").
 """
 
 from __future__ import annotations
@@ -30,6 +45,7 @@ import pandas as pd
 
 from core.data.dataset import Dataset, LoadReport, build_dataset
 from core.data.filters import k_core, sample_users
+from core.data.photos import screen_photos
 from core.errors import DatasetError
 
 BUSINESS_FILE = "yelp_academic_dataset_business.json"
@@ -290,7 +306,7 @@ def load_yelp(root: Path, options, name: str) -> Dataset:
         # With k-core or user sampling, a first pass reads ids only and the filters run on them;
         # the second pass then fetches text for the kept users and items alone, so a big file's
         # dropped reviews never reach memory.
-        inter = _query_reviews(con, review_path, with_text=not two_pass)
+        inter = _reviews_once(con, review_path, with_text=not two_pass, report=report)
         n_unknown = int(inter["unknown"].sum())
         if n_unknown:
             report.add("unknown_item_interactions", n_unknown)
@@ -302,12 +318,13 @@ def load_yelp(root: Path, options, name: str) -> Dataset:
                 f"{name}: no reviews in {REVIEW_FILE} for the {int(keep.sum())} business(es) "
                 f"matching the filters ({_filters_text(options)})"
             )
+        distinct = options.repeats == "collapse"
         inter = k_core(inter, options.min_user_interactions, options.min_item_interactions,
-                       report)
+                       report, distinct_pairs=distinct)
         inter = sample_users(inter, options.max_users, options.seed, report)
         if options.max_users and k_on:  # sampling can break the k-core: restore it
             inter = k_core(inter, options.min_user_interactions,
-                           options.min_item_interactions, report)
+                           options.min_item_interactions, report, distinct_pairs=distinct)
         if inter.empty:
             raise DatasetError(
                 f"{name}: nothing left after the k-core filter (min user interactions "
@@ -318,8 +335,9 @@ def load_yelp(root: Path, options, name: str) -> Dataset:
             # k-core and sampling keep exactly the reviews between kept users and kept items
             con.register("kept_u", pd.DataFrame({"user_id": inter["user_id"].unique()}))
             con.register("kept_i", pd.DataFrame({"business_id": inter["item_id"].unique()}))
-            inter = _query_reviews(con, review_path, with_text=True, restrict=True)
-            inter = inter.drop(columns="unknown")
+            inter = _query_reviews(con, review_path, with_text=True, restrict=True,
+                                   dedupe=report.counts["duplicate_review_ids"] > 0)
+            inter = inter.drop(columns=["unknown", "copies"])
         used = set(inter["item_id"].unique())
 
         # --- users file: optional, only counted ----------------------------------------------
@@ -339,28 +357,64 @@ def load_yelp(root: Path, options, name: str) -> Dataset:
         con.close()
 
     items = _items_frame(biz[biz["business_id"].isin(used)])
-    return build_dataset(name, inter, items, photos, report=report, domain="restaurant")
+    return build_dataset(name, inter, items, photos, report=report, domain="restaurant",
+                         repeats=options.repeats, interactions_file=str(review_path))
 
 
-def _query_reviews(con, path: Path, with_text: bool, restrict: bool = False) -> pd.DataFrame:
+def _reviews_once(con, path: Path, with_text: bool, report: LoadReport) -> pd.DataFrame:
+    """``_query_reviews`` with each review id once, counted as ``duplicate_review_ids``.
+
+    Deduplicating costs DuckDB a window over every row (with the texts, about half the query's
+    time again), so a query that carries ``review_id`` out runs without it first and is rerun
+    with it only when an id repeats; the id-only pass is cheap and always deduplicates.
+    """
+    inter = _query_reviews(con, path, with_text, dedupe=not with_text)
+    if with_text:
+        ids = inter["review_id"]
+        if ids.duplicated().to_numpy()[ids.notna().to_numpy()].any():
+            inter = _query_reviews(con, path, with_text, dedupe=True)
+    copies = inter["copies"].to_numpy()
+    n_ids = int((copies > 1).sum())
+    report.counts["duplicate_review_ids"] = n_ids
+    if n_ids:
+        report.warn(f"{path}: {n_ids} review_id(s) occur on more than one line; kept one copy "
+                    f"each ({int((copies - 1).sum())} line(s) dropped)")
+    return inter.drop(columns="copies")
+
+
+def _query_reviews(con, path: Path, with_text: bool, restrict: bool = False,
+                   dedupe: bool = True) -> pd.DataFrame:
     """Usable reviews of kept or unknown businesses (``unknown`` flags the latter); with
-    ``restrict``, only those between the registered ``kept_u`` users and ``kept_i`` items."""
+    ``restrict``, only those between the registered ``kept_u`` users and ``kept_i`` items.
+
+    With ``dedupe``, a ``review_id`` on several usable lines is kept once (earliest date, then
+    user id, business id, stars) and ``copies`` is how many lines carried the kept row's review
+    id (1 without an id); without it, ``copies`` is 1 and every line stays.
+    """
     columns = dict(_REVIEW_COLUMNS)
     if not with_text:
-        columns = {k: v for k, v in columns.items() if k not in ("text", "review_id")}
+        columns = {k: v for k, v in columns.items() if k != "text"}
     text = "r.review_id, r.text," if with_text else ""
     extra = ""
     if restrict:
         extra = ("AND r.user_id IN (SELECT user_id FROM kept_u) "
                  "AND r.business_id IN (SELECT business_id FROM kept_i)")
+    copies, qualify = "1", ""
+    if dedupe:
+        copies = ("CASE WHEN r.review_id IS NULL THEN 1 "
+                  "ELSE count(*) OVER (PARTITION BY r.review_id) END")
+        qualify = ("QUALIFY r.review_id IS NULL OR row_number() OVER (PARTITION BY r.review_id "
+                   "ORDER BY try_cast(r.date AS TIMESTAMP), r.user_id, r.business_id, "
+                   "r.stars) = 1")
     return con.execute(f"""
         SELECT {text} r.user_id, r.business_id AS item_id, CAST(r.stars AS FLOAT) AS rating,
                CAST(epoch(try_cast(r.date AS TIMESTAMP)) AS BIGINT) AS timestamp,
-               b.keep IS NULL AS unknown
+               b.keep IS NULL AS unknown, {copies} AS copies
         FROM {_read_json_sql(path, columns)} r
         LEFT JOIN biz_keep b ON r.business_id = b.business_id
         WHERE r.user_id IS NOT NULL AND r.business_id IS NOT NULL AND r.stars IS NOT NULL
           AND try_cast(r.date AS TIMESTAMP) IS NOT NULL AND (b.keep OR b.keep IS NULL) {extra}
+        {qualify}
     """).df()
 
 
@@ -394,7 +448,8 @@ def _items_frame(biz: pd.DataFrame) -> pd.DataFrame:
 
 def _load_photos(con, root: Path, biz: pd.DataFrame, used: set, report: LoadReport,
                  strict: bool) -> pd.DataFrame | None:
-    """Photos of the kept businesses that exist on disk (others counted), or None."""
+    """Photos of the kept businesses that exist on disk and have an image header (others
+    counted: ``photos_missing_on_disk``, ``photos_zero_byte``, ``photos_undecodable``), or None."""
     path = root / PHOTO_FILE
     if not path.is_file():
         if (root / PHOTO_DIR).is_dir():
@@ -426,13 +481,13 @@ def _load_photos(con, root: Path, biz: pd.DataFrame, used: set, report: LoadRepo
         report.warn(f"{n_missing} photo(s) listed in {PHOTO_FILE} are missing from {folder} "
                     f"(e.g. {example})")
     ph = ph[present]
-    return pd.DataFrame({
+    return screen_photos(pd.DataFrame({
         "photo_id": ph["photo_id"].astype(str).to_numpy(),
         "item_id": ph["business_id"].astype(str).to_numpy(),
         "path": (str(folder) + os.sep + files[present]).to_numpy(),
         "caption": ph["caption"].fillna("").astype(str).to_numpy(),
         "label": ph["label"].fillna("").astype(str).to_numpy(),
-    })
+    }), report, str(folder))
 
 
 __all__ = ["DEFAULT_CATEGORIES", "load_yelp", "parse_attributes"]

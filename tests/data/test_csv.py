@@ -203,3 +203,163 @@ def test_spec_and_cli_describe(tmp_path, capsys):
     assert out["interactions"].strip() == "5"
     assert out["photos_missing_on_disk"].strip() == "1"
     assert out["interactions_with_text"].strip() == "5"
+
+
+# A fashion-transactions sample: article ids lost their leading zero in the transactions file
+# (saved as numbers), c1 bought 0108775015 twice and c2 bought 0110065001 on two days.
+TRANSACTIONS = (
+    "t_dat,customer_id,article_id,price\n"
+    "2020-09-01,c1,108775015,0.01\n"
+    "2020-09-02,c2,110065001,0.02\n"
+    "2020-09-03,c1,108775015,0.01\n"
+    "2020-09-04,c2,111565001,0.03\n"
+    "2020-09-05,c2,110065001,0.02\n"
+    "2020-09-06,c3,111565001,0.03\n"
+)
+ARTICLES = (
+    "article_id,prod_name,product_type_name,product_group_name,index_name,colour,detail_desc\n"
+    "0108775015,Strap top,Vest top,Garment Upper body,Ladieswear|Basics,Black,Jersey top.\n"
+    "0110065001,OP T-shirt,Bra,Underwear,Lingerie,White,Microfibre T-shirt bra.\n"
+    "0111565001,20 den tights,Underwear Tights,Socks & Tights,Lingerie|Socks,Black,\n"
+)
+FASHION = """
+[dataset]
+domain = "product"
+
+[interactions]
+path = "transactions.csv"
+user = "customer_id"
+item = "article_id"
+timestamp = "t_dat"
+
+[items]
+path = "articles.csv"
+id = "article_id"
+name = "prod_name"
+categories = ["product_group_name", "product_type_name", "index_name"]
+categories_sep = "|"
+description = "detail_desc"
+attributes = ["colour"]
+
+[images]
+folder = "images"
+pattern = "{item_id:0>10}.jpg"
+"""
+
+
+def write_fashion(root: Path, transactions: str = TRANSACTIONS, articles: str = ARTICLES,
+                  config: str = FASHION) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "transactions.csv").write_text(transactions)
+    (root / "articles.csv").write_text(articles)
+    (root / "images").mkdir(exist_ok=True)
+    for aid in ("0108775015", "0110065001", "0111565001"):
+        (root / "images" / f"{aid}.jpg").write_bytes(b"\xff\xd8\xff\xe0")
+    (root / "fashion.toml").write_text(config)
+    return root / "fashion.toml"
+
+
+def test_ids_that_never_match_show_examples_from_both_files(tmp_path):
+    cfg = write_fashion(tmp_path)
+    with pytest.raises(DatasetError) as err:
+        load_csv(cfg, LoadOptions(), name="csv:hm")
+    msg = str(err.value)
+    assert "every one of the 6 interaction(s)" in msg and "transactions.csv" in msg
+    assert "articles.csv" in msg
+    assert "'108775015'" in msg and "'0108775015'" in msg
+    assert "leading zeros" in msg
+    # ids that differ otherwise still get examples and the generic hint
+    other = write_fashion(tmp_path / "b", transactions=TRANSACTIONS.replace(",1", ",9"))
+    with pytest.raises(DatasetError, match=r"'908775015'.*'0108775015'.*leading zeros"):
+        load_csv(other, LoadOptions(), name="csv:hm")
+
+
+def _fixed_fashion(tmp_path) -> Path:
+    return write_fashion(tmp_path, transactions=TRANSACTIONS.replace(",1", ",01"))
+
+
+def test_repeat_purchases_are_counted_and_collapsed(tmp_path):
+    cfg = _fixed_fashion(tmp_path)
+    ds = load_csv(cfg, LoadOptions(), name="csv:hm")
+    counts = ds.summary()
+    assert counts["repeated_user_item_pairs"] == 2
+    assert counts["repeat_interactions_collapsed"] == 2
+    assert len(ds.interactions) == 4
+    assert not ds.interactions.duplicated(["user", "item"]).any()
+    c2 = ds.interactions[ds.interactions["user"] == ds.user_index("c2")]
+    first_buy = c2[c2["item"] == ds.item_index("0110065001")]
+    first_day = int(pd.Timestamp("2020-09-02", tz="UTC").timestamp())  # the first purchase
+    assert first_buy["timestamp"].tolist() == [first_day]
+    assert any("transactions.csv" in w and "2 user-item pair(s)" in w
+               for w in ds.report.warnings)
+    kept = load_csv(cfg, LoadOptions(repeats="keep"), name="csv:hm")
+    assert len(kept.interactions) == 6
+    assert kept.summary()["repeated_user_item_pairs"] == 2
+    assert kept.summary()["repeat_interactions_collapsed"] == 0
+
+
+def test_list_categories_attributes_and_padded_image_pattern(tmp_path):
+    ds = load_csv(_fixed_fashion(tmp_path), LoadOptions(), name="csv:hm")
+    items = ds.items.set_index("item_id")
+    # each column's value(s) are separate categories (index_name split on "|")
+    assert items.loc["0108775015", "categories"] == (
+        "Garment Upper body, Vest top, Ladieswear, Basics")
+    assert items.loc["0111565001", "categories"] == (
+        "Socks & Tights, Underwear Tights, Lingerie, Socks")
+    filtered = load_csv(_fixed_fashion(tmp_path / "f"), LoadOptions(categories=("socks",)),
+                        name="csv:hm")
+    assert list(filtered.item_ids) == ["0111565001"]
+    doc = ds.item_text()[ds.item_index("0108775015")]
+    assert doc == ("Strap top Categories: Garment Upper body, Vest top, Ladieswear, Basics. "
+                   "Jersey top. Attributes: colour: Black.")
+    assert sorted(ds.photos["photo_id"]) == ["0108775015", "0110065001", "0111565001"]
+
+
+def test_image_pattern_pads_text_ids_and_rejects_numeric_specs(tmp_path):
+    # items file without leading zeros, image files with them: "{item_id:0>10}" bridges them
+    articles = ARTICLES.replace("\n0", "\n")
+    ds = load_csv(write_fashion(tmp_path, articles=articles), LoadOptions(), name="csv:hm")
+    assert sorted(ds.photos["photo_id"]) == ["108775015", "110065001", "111565001"]
+    assert ds.report.counts["photos_missing_on_disk"] == 0
+    numeric = FASHION.replace("{item_id:0>10}", "{item_id:010d}")
+    cfg = write_fashion(tmp_path / "n", articles=articles, config=numeric)
+    with pytest.raises(DatasetError, match=r"\[images\] pattern = '\{item_id:010d\}\.jpg' is "
+                                           r"invalid.*\{item_id:0>10\}"):
+        load_csv(cfg, LoadOptions(), name="csv:hm")
+
+
+def test_duplicate_review_ids_kept_once(tmp_path):
+    reviews = REVIEWS.replace("reviewText\n", "reviewText,rid\n", 1)
+    lines = reviews.splitlines()
+    ids = ["r1", "r2", "r3", "r4", "r5"]
+    body = [f"{line},{rid}" for line, rid in zip(lines[1:], ids)]
+    body.append("u3,B,2,1400,,Too small,r5")  # r5's line again
+    cfg = write(tmp_path, config=CONFIG.replace('"rid"', '"review"'),
+                reviews="\n".join([lines[0].replace(",rid", ",review")] + body) + "\n")
+    ds = load_csv(cfg, LoadOptions(), name="csv:x")
+    counts = ds.summary()
+    assert counts["duplicate_review_ids"] == 1
+    assert counts["repeated_user_item_pairs"] == 0  # the copy is gone before pairs are counted
+    assert ds.interactions["review_id"].tolist() == ids
+    assert any("reviews.csv" in w and "'r5' on line 7" in w for w in ds.report.warnings)
+    # no duplicates: reported as 0 when a review id column is mapped, absent otherwise
+    assert load_csv(write(tmp_path / "ok"), LoadOptions(),
+                    name="csv:x").report.counts["duplicate_review_ids"] == 0
+    cfg = '[interactions]\npath = "reviews.csv"\nuser = "reviewerID"\nitem = "asin"\n'
+    plain = load_csv(write(tmp_path / "p", config=cfg), LoadOptions(), name="csv:x")
+    assert "duplicate_review_ids" not in plain.report.counts
+    assert plain.report.counts["repeated_user_item_pairs"] == 0
+
+
+def test_zero_byte_and_undecodable_images_are_counted(tmp_path):
+    cfg = write(tmp_path)
+    (tmp_path / "img" / "A.jpg").write_bytes(b"")
+    (tmp_path / "img" / "B.jpg").write_text("not an image at all")
+    ds = load_csv(cfg, LoadOptions(), name="csv:x")
+    assert len(ds.photos) == 0
+    counts = ds.summary()
+    assert (counts["photos_zero_byte"], counts["photos_undecodable"]) == (1, 1)
+    assert counts["photos_missing_on_disk"] == 1  # C's image path
+    assert counts["items_without_photos"] == 3
+    assert any("A.jpg" in w and "0 bytes" in w for w in ds.report.warnings)
+    assert any("B.jpg" in w and "data.toml [images]" in w for w in ds.report.warnings)

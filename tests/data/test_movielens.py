@@ -218,3 +218,40 @@ def test_cli_describe_prints_the_counts(tmp_path, capsys):
     assert printed["unknown_item_interactions"] == "1"
     assert main(["datasets", "describe", f"movielens:{root}", "--strict"]) == 2
     assert "u.data: line 9: malformed" in capsys.readouterr().err
+
+
+def test_repeated_ratings_are_counted_and_collapsed(tmp_path):
+    # user 1 rated movie 1 again later (2 stars); user 2 rated movie 3 three times
+    again = RATINGS + [(1, 1, 2, 200), (2, 3, 5, 210), (2, 3, 4, 220)]
+    root = write_ml100k(tmp_path / "a", ratings=again)
+    ds = load_movielens(root, LoadOptions(), name="ml")
+    assert ds.report.counts["repeated_user_item_pairs"] == 2
+    assert ds.report.counts["repeat_interactions_collapsed"] == 3
+    assert len(ds.interactions) == 7
+    first = ds.interactions[(ds.interactions["user"] == ds.user_index("1"))
+                            & (ds.interactions["item"] == ds.item_index("1"))]
+    assert first[["rating", "timestamp"]].values.tolist() == [[5.0, 100]]  # the earliest rating
+    kept = load_movielens(write_ml100k(tmp_path / "b", ratings=again),
+                          LoadOptions(repeats="keep"), name="ml")
+    assert len(kept.interactions) == 10
+    assert kept.report.counts["repeat_interactions_collapsed"] == 0
+    plain = load_movielens(write_ml100k(tmp_path / "c"), LoadOptions(), name="ml")
+    assert plain.report.counts["repeated_user_item_pairs"] == 0
+
+
+def test_empty_and_undecodable_posters_are_counted_and_left_out(tmp_path):
+    root = write_ml100k(tmp_path)
+    (root / "posters" / "2.jpg").write_bytes(b"")
+    (root / "posters" / "4.jpg").write_bytes(b"GIF-but-not-really")
+    ds = load_movielens(root, LoadOptions(), name="ml")
+    assert ds.photos["photo_id"].tolist() == ["poster-1"]
+    assert ds.report.counts["photos_zero_byte"] == 1
+    assert ds.report.counts["photos_undecodable"] == 1
+    assert ds.report.counts["movies_without_poster"] == 3
+    assert any("2.jpg" in w for w in ds.report.warnings)
+
+
+def test_item_text_includes_the_year_attribute(tmp_path):
+    ds = load_movielens(write_latest(tmp_path), LoadOptions(), name="mls")
+    assert ds.item_text()[ds.item_index("1")] == (
+        "Toy Story (1995) Categories: Adventure, Animation, Children. Attributes: year: 1995.")

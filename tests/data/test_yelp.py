@@ -72,7 +72,7 @@ def write_yelp(root: Path, businesses=BUSINESSES, reviews=REVIEWS, extra_review_
         (root / PHOTO_FILE).write_text("".join(json.dumps(p) + "\n" for p in photos))
         (root / "photos").mkdir(exist_ok=True)
         for pid in photo_files:
-            (root / "photos" / f"{pid}.jpg").write_bytes(b"\xff\xd8fake")
+            (root / "photos" / f"{pid}.jpg").write_bytes(b"\xff\xd8\xff\xe0fake")
     return root
 
 
@@ -249,3 +249,126 @@ def test_load_dataset_spec(yelp_dir: Path, tmp_path: Path):
     ds = load_dataset(f"yelp:{yelp_dir}", cache_dir=tmp_path / "cache")
     assert ds.name == f"yelp:{yelp_dir}"
     assert ds.n_items == 4
+
+
+# One review id on two lines (r4 again: a later date and other stars, so that keeping it would
+# also make (u2, b1) a repeated pair) and three repeated user-business pairs: (u1, b1) three
+# times, (u2, b2) and (u5, b5) twice; r14 is older than r10, so it is u5's kept copy.
+REPEATS = REVIEWS + [
+    ("r4", "u2", "b1", 1, "2019-06-01 12:00:00"),
+    ("r12", "u1", "b1", 2, "2019-05-01 12:00:00"),
+    ("r15", "u1", "b1", 3, "2020-05-01 12:00:00"),
+    ("r13", "u2", "b2", 5, "2020-03-01 12:00:00"),
+    ("r14", "u5", "b5", 4, "2021-01-01 12:00:00"),
+]
+
+
+def _pair(ds, user: str, item: str) -> pd.DataFrame:
+    inter = ds.interactions
+    return inter[(inter["user"] == ds.user_index(user)) & (inter["item"] == ds.item_index(item))]
+
+
+def test_duplicate_review_id_kept_once_and_repeated_pairs_collapsed(tmp_path: Path):
+    root = write_yelp(tmp_path / "y", reviews=REPEATS)
+    ds = load(root)
+    counts = ds.summary()
+    assert counts["duplicate_review_ids"] == 1
+    assert counts["repeated_user_item_pairs"] == 3
+    assert counts["repeat_interactions_collapsed"] == 4  # 12 rows -> 8 pairs
+    inter = ds.interactions
+    assert len(inter) == 8
+    assert not inter.duplicated(["user", "item"]).any()
+    assert (inter["review_id"] == "r4").sum() == 1
+    assert any(REVIEW_FILE in w and "review_id" in w for w in ds.report.warnings)
+    # r4's first line (2019-01-01, 4 stars) is the copy kept
+    r4 = _pair(ds, "u2", "b1").iloc[0]
+    assert (r4["review_id"], r4["rating"]) == ("r4", 4.0)
+    assert r4["timestamp"] == int(pd.Timestamp("2019-01-01 12:00:00").timestamp())
+    # the earliest copy's time, rating and id; later texts appended in time order
+    u1b1 = _pair(ds, "u1", "b1").iloc[0]
+    assert (u1b1["review_id"], u1b1["rating"]) == ("r1", 5.0)
+    assert u1b1["timestamp"] == int(pd.Timestamp("2018-01-01 12:00:00").timestamp())
+    assert u1b1["text"] == "review r1 of b1\n\nreview r12 of b1\n\nreview r15 of b1"
+    u5b5 = _pair(ds, "u5", "b5").iloc[0]
+    assert (u5b5["review_id"], u5b5["rating"]) == ("r14", 4.0)
+    assert u5b5["text"] == "review r14 of b5\n\nreview r10 of b5"
+    # the id-only first pass (k-core / sampling) dedupes and collapses alike
+    pd.testing.assert_frame_equal(inter, load(root, max_users=50).interactions)
+
+
+def test_repeats_keep_keeps_every_copy(tmp_path: Path):
+    root = write_yelp(tmp_path / "y", reviews=REPEATS)
+    ds = load(root, repeats="keep")
+    counts = ds.summary()
+    assert counts["duplicate_review_ids"] == 1  # review ids are deduplicated either way
+    assert counts["repeated_user_item_pairs"] == 3
+    assert counts["repeat_interactions_collapsed"] == 0
+    assert len(ds.interactions) == 12
+    assert sorted(_pair(ds, "u1", "b1")["review_id"]) == ["r1", "r12", "r15"]
+
+
+def test_k_core_counts_distinct_items_when_collapsing(tmp_path: Path):
+    root = write_yelp(tmp_path / "y", reviews=REPEATS)
+    # u5 reviewed b5 twice: one restaurant, so out of a 2-core once repeats are collapsed
+    assert "u5" not in set(load(root, min_user_interactions=2).user_ids)
+    assert "u5" in set(load(root, min_user_interactions=2, repeats="keep").user_ids)
+
+
+def test_no_duplicates_reports_zero(yelp_dir: Path):
+    counts = load(yelp_dir).summary()
+    assert counts["duplicate_review_ids"] == 0
+    assert counts["repeated_user_item_pairs"] == 0
+    assert counts["repeat_interactions_collapsed"] == 0
+
+
+def test_cli_describe_shows_hygiene_counts_and_repeats_flag(tmp_path: Path, capsys):
+    from core.__main__ import main
+
+    root = write_yelp(tmp_path / "y", reviews=REPEATS)
+
+    def describe(*flags: str) -> dict[str, str]:
+        assert main(["datasets", "describe", f"yelp:{root}", *flags]) == 0
+        return dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines()
+                    if not line.startswith("warning"))
+
+    out = describe()
+    assert out["duplicate_review_ids"].strip() == "1"
+    assert out["repeated_user_item_pairs"].strip() == "3"
+    assert out["repeat_interactions_collapsed"].strip() == "4"
+    assert out["interactions"].strip() == "8"
+    kept = describe("--repeats", "keep")
+    assert kept["interactions"].strip() == "12"
+    assert kept["repeat_interactions_collapsed"].strip() == "0"
+
+
+def test_unknown_repeats_mode_names_the_setting():
+    with pytest.raises(DatasetError, match=r"repeats = 'drop'.*collapse, keep"):
+        LoadOptions(repeats="drop")
+
+
+def test_zero_byte_and_undecodable_photos_are_counted_and_left_out(tmp_path: Path):
+    photos = [{"photo_id": p, "business_id": "b1", "caption": "", "label": "food"}
+              for p in ("p1", "p2", "p3", "p4")]
+    root = write_yelp(tmp_path / "y", photos=photos, photo_files=["p1"])
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(root / "photos" / "p4.jpg", format="PNG")  # PNG named .jpg
+    (root / "photos" / "p2.jpg").write_bytes(b"")
+    (root / "photos" / "p3.jpg").write_bytes(b"<html><body>403 Forbidden</body></html>")
+    ds = load(root)
+    assert sorted(ds.photos["photo_id"]) == ["p1", "p4"]
+    counts = ds.summary()
+    assert (counts["photos_zero_byte"], counts["photos_undecodable"]) == (1, 1)
+    assert "photos_missing_on_disk" not in counts
+    assert any("p2.jpg" in w and "0 bytes" in w for w in ds.report.warnings)
+    assert any("p3.jpg" in w and "not readable as an image" in w for w in ds.report.warnings)
+
+
+def test_item_text_has_name_categories_description_and_scalar_attributes(yelp_dir: Path):
+    ds = load(yelp_dir)
+    doc = ds.item_text()[ds.item_index("b1")]
+    assert doc == ("Pizza Place Categories: Restaurants, Italian, Pizza. 1 Main St, Phoenix, AZ. "
+                   "Price range $$. Attributes: RestaurantsPriceRange2: 2; WiFi: free; "
+                   "HasTV: False.")
+    assert "Ambience" not in doc and "Smoking" not in doc  # nested / None left out
+    assert "Attributes" not in ds.item_text()[ds.item_index("b2")]  # no attributes

@@ -167,8 +167,9 @@ class Comparison:
     are loaded at once; per-user values and top-k lists are big, so ``per_user_rows`` and
     ``recs_rows`` query DuckDB with filters (or filter the in-memory frames ``per_user`` /
     ``recs`` when the comparison was built from frames). ``computed`` / ``reused`` name the
-    techniques run now / loaded from DuckDB; ``skipped`` maps a technique that could not run to
-    the reason.
+    techniques run now / loaded from DuckDB; ``waited`` names those of ``reused`` that another
+    session was computing when asked for (this one waited for it, then loaded its result);
+    ``skipped`` maps a technique that could not run to the reason.
     """
 
     techniques: list[str]
@@ -182,6 +183,7 @@ class Comparison:
     split_key: str = ""
     store: Any = None
     keys: dict[str, str] = field(default_factory=dict)
+    waited: list[str] = field(default_factory=list)
 
     @property
     def available(self) -> list[str]:
@@ -274,9 +276,15 @@ def run_comparison(
     ``compute``) with ``core.evaluation.experiment.run_experiment`` and stored, one run per
     technique.
 
+    Each run is computed once however many sessions (threads or processes) ask for it at the
+    same time: a missing run is computed under its ``RunStore.compute_lock``; a session that finds
+    it locked says so through ``progress``, waits, and reloads what the other stored (listed in
+    ``reused`` and ``waited``), computing it itself only if the other did not store it (it failed
+    or skipped it) or after ``RunStore.wait_timeout`` seconds.
+
     Args:
         options: run options (``photo_filter``, ``review_filter``, ``min_rating``, ``tune``).
-        progress: ``progress(message, fraction_or_None)`` while computing.
+        progress: ``progress(message, fraction_or_None)`` while computing or waiting.
     """
     from core.store.runs import RunStore, split_key
 
@@ -290,15 +298,69 @@ def run_comparison(
     missing = [t for t in techniques if keys[t] not in have]
     skipped: dict[str, str] = {}
     computed: list[str] = []
+    waited: list[str] = []
     if missing and compute:
-        computed, skipped = _compute(data, cache_root, store, split, seed, missing, encoders,
-                                     options, ks, keys, skey, progress)
+        computed, skipped, waited = _compute_once(data, cache_root, store, split, seed, missing,
+                                                  encoders, options, ks, keys, skey, progress)
     stored = store.load_metrics([keys[t] for t in techniques], split=skey)
-    reused = [t for t in techniques if keys[t] in have]
+    present = set(stored.runs["run_key"]) if len(stored.runs) else set()
+    reused = [t for t in techniques if keys[t] in present and t not in computed]
     return Comparison(
         techniques=techniques, metrics=stored.metrics, truth=stored.truth, computed=computed,
-        reused=reused, skipped=skipped, split_key=skey, store=store, keys=keys,
+        reused=reused, skipped=skipped, split_key=skey, store=store, keys=keys, waited=waited,
     )
+
+
+def _compute_once(data, cache_root, store, split, seed, missing, encoders, options, ks, keys,
+                  skey, progress) -> tuple[list[str], dict[str, str], list[str]]:
+    """``_compute`` the ``missing`` runs, each under its compute lock, so that concurrent sessions
+    compute a run once. Returns (computed, skipped, waited for another session)."""
+    computed: list[str] = []
+    skipped: dict[str, str] = {}
+
+    def run(todo: list[str]) -> None:
+        done, skip = _compute(data, cache_root, store, split, seed, todo, encoders, options, ks,
+                              keys, skey, progress)
+        computed.extend(done)
+        skipped.update(skip)
+
+    def unstored(techniques: list[str]) -> list[str]:
+        have = store.existing([keys[t] for t in techniques]) if techniques else set()
+        return [t for t in techniques if keys[t] not in have]
+
+    locks = {t: store.compute_lock(keys[t]) for t in missing}
+    # 1. claim what nobody is computing; another session may have stored it since `existing`
+    mine = [t for t in missing if locks[t].acquire(timeout=0)]
+    try:
+        todo = unstored(mine)
+        if todo:
+            run(todo)
+    finally:
+        for t in mine:
+            locks[t].release()
+    busy = [t for t in missing if t not in mine]
+    if not busy:
+        return computed, skipped, []
+
+    # 2. wait for the other session (holding nothing, so no deadlock), then reload its runs
+    def waiting(seconds: float, technique: str) -> None:
+        if progress is not None:
+            tail = f" ({seconds:.0f} s)" if seconds >= 1 else ""
+            progress(f"another session is computing {technique}; waiting{tail}", None)
+
+    held = []
+    try:
+        for t in sorted(busy, key=lambda t: keys[t]):  # one order for every session
+            if locks[t].acquire(timeout=store.wait_timeout,
+                                on_wait=lambda s, t=t: waiting(s, t)):
+                held.append(t)
+        todo = unstored(busy)  # what the other session did not store (failed, skipped, too slow)
+        if todo:
+            run(todo)
+    finally:
+        for t in held:
+            locks[t].release()
+    return computed, skipped, [t for t in busy if t not in todo]
 
 
 def _compute(data, cache_root, store, split, seed, missing, encoders, options, ks, keys, skey,

@@ -12,14 +12,15 @@ Schema (version ``SCHEMA_VERSION``, recorded in ``meta``):
   does not re-read unchanged files).
 
 Concurrency model: DuckDB lets one process open a file for writing, or several for reading, never
-both. Every access here opens the file for one short transaction and closes it: lookups read-only,
-each finished batch of new vectors in one read-write transaction (committed, so an interrupted job
-keeps every finished batch and never leaves a torn row). Model inference happens with the file
-closed. If another process holds the file, we retry with backoff for ``lock_timeout`` seconds
-(``$MMREC_CACHE_LOCK_TIMEOUT``, default 120) and then raise ``CacheError`` ("another process is
-writing the embedding cache; wait for it"). Two writers therefore interleave batch by batch; a
-duplicate vector is ignored (``ON CONFLICT DO NOTHING``), so the result is the same as one
-writer's.
+both. The file is created atomically (``core.store.connect.ensure_database``), so no process opens
+one still being created. Every access here opens the file for one short transaction and closes it:
+lookups read-only, each finished batch of new vectors in one read-write transaction (committed, so
+an interrupted job keeps every finished batch and never leaves a torn row). Model inference happens
+with the file closed. If another process holds the file, we retry with backoff for
+``lock_timeout`` seconds (``$MMREC_CACHE_LOCK_TIMEOUT``, default 120) and then raise
+``CacheError`` ("another process is writing the embedding cache; wait for it"). Two writers
+therefore interleave batch by batch; a duplicate vector is ignored (``ON CONFLICT DO NOTHING``),
+so the result is the same as one writer's.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import CacheError
+from core.store.connect import ensure_database
 
 SCHEMA_VERSION = 1
 DB_NAME = "embeddings.duckdb"
@@ -105,7 +107,8 @@ class EmbeddingStore:
     # --- connections -------------------------------------------------------------------------
     @contextmanager
     def connect(self, write: bool = False) -> Iterator:
-        """A short-lived connection (``None`` for a read when the file does not exist yet).
+        """A short-lived connection (``None`` for a read when the file does not exist yet or
+        holds no schema yet).
 
         Retries while another process holds a conflicting lock; ``CacheError`` after
         ``lock_timeout`` seconds. Checks the schema version; creates the schema on first write.
@@ -116,6 +119,8 @@ class EmbeddingStore:
             if not write and not self.path.exists():
                 yield None
                 return
+            if write:
+                ensure_database(self.path)  # never a half-created file for another process
             deadline = time.monotonic() + self.lock_timeout
             delay = 0.01
             while True:
@@ -138,12 +143,15 @@ class EmbeddingStore:
                     time.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, 0.25)
             try:
-                self._check_schema(con, write)
-                yield con
+                ready = self._check_schema(con, write)
+                yield con if ready else None
             finally:
                 con.close()
 
-    def _check_schema(self, con, write: bool) -> None:
+    def _check_schema(self, con, write: bool) -> bool:
+        """Whether the file holds the schema (created here on a write). An empty database (a
+        process killed between creating the file and committing the schema leaves one) reads as
+        no cache yet."""
         tables = {r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables").fetchall()}
         if "meta" not in tables:
@@ -151,7 +159,7 @@ class EmbeddingStore:
                 if tables:
                     raise CacheError(f"{self.path}: not an embedding cache (no meta table); "
                                      "move it away or point --cache-dir elsewhere")
-                return
+                return False
             con.execute("BEGIN")
             con.execute("CREATE TABLE meta(key VARCHAR PRIMARY KEY, value VARCHAR)")
             con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
@@ -163,7 +171,7 @@ class EmbeddingStore:
                         "hash VARCHAR, path VARCHAR, size BIGINT, mtime_ns BIGINT, "
                         "PRIMARY KEY (dataset, kind, key))")
             con.execute("COMMIT")
-            return
+            return True
         rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
         row = rows[0] if rows else None
         found = row[0] if row else "missing"
@@ -173,6 +181,7 @@ class EmbeddingStore:
                 f"{SCHEMA_VERSION}; move or delete the file (it is rebuilt on the next run) or "
                 "use another --cache-dir"
             )
+        return True
 
     @staticmethod
     def _table(dim: int) -> str:

@@ -8,26 +8,60 @@ the top-k recommendations; the held-out truth is stored once per split key.
 Concurrency: every operation opens a short-lived connection, so the CLI and several app sessions can
 share the file; a writer that finds the file locked by another process retries for a few seconds
 and then raises ``CacheError`` naming the file. Rows of one run are written in one transaction, so a
-reader never sees half a run.
+reader never sees half a run. Within one process (Streamlit runs each browser session as a thread)
+writes are serialised per file, so two sessions never both create the schema or both store a
+split's truth.
+
+Computing a run once: ``compute_lock(key)`` is the right to compute run ``key`` — a thread lock
+per key within the process plus ``fcntl.flock`` on ``<cache>/runs.locks/<key>.lock`` across
+processes (thread lock only where ``fcntl`` is missing). The kernel drops a flock when its process
+dies, so a lock file left behind by a killed process does not block anyone; the files are never
+deleted (deleting a lock file another process is waiting on would let two processes hold "the"
+lock).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: locks hold within one process only
+    fcntl = None
+
 from core.errors import CacheError
 from core.store.connect import connect_with_retry
 
 SCHEMA_VERSION = 1
 FILE_NAME = "runs.duckdb"
+#: how long a session waits for another one computing the same run before computing it itself
+WAIT_TIMEOUT_ENV = "MMREC_RUN_WAIT_TIMEOUT"
+DEFAULT_WAIT_TIMEOUT = 3600.0
+
+# One lock per database file (writes) and per lock file (computes) in this process. Weak values:
+# an entry lives as long as someone holds or waits on it.
+_guard = threading.Lock()
+_write_locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+_compute_locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+
+
+def _shared_lock(table: weakref.WeakValueDictionary, path: Path, factory: Callable[[], Any]):
+    with _guard:
+        lock = table.get(str(path))
+        if lock is None:
+            lock = table[str(path)] = factory()
+        return lock
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -84,6 +118,91 @@ def run_key(
     })
 
 
+class RunLock:
+    """The exclusive right to compute one run: a thread lock shared by every ``RunLock`` on the
+    same file in this process, plus ``fcntl.flock`` on the file across processes.
+
+    Use ``acquire(timeout)`` / ``release()`` (or ``with``, which waits without limit). Not
+    re-entrant: one holder at a time, even in the same thread.
+    """
+
+    #: seconds between two attempts while waiting
+    POLL = 0.05
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._thread_lock = _shared_lock(_compute_locks, self.path.resolve(), threading.Lock)
+        self._fd: int | None = None
+        self._held = False
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock now."""
+        return self._held
+
+    def acquire(self, timeout: float | None = None,
+                on_wait: Callable[[float], None] | None = None) -> bool:
+        """Take the lock; ``timeout`` 0 tries once, ``None`` waits without limit. While waiting,
+        ``on_wait(seconds_waited)`` is called about once a second. Returns whether it was taken.
+        """
+        if self._held:
+            raise RuntimeError(f"{self.path}: lock already held by this RunLock")
+        start = time.monotonic()
+        next_call = start
+        while not self._try():
+            now = time.monotonic()
+            if on_wait is not None and timeout != 0 and now >= next_call:
+                on_wait(now - start)
+                next_call = now + 1.0
+            if timeout is not None and now - start >= timeout:
+                return False
+            pause = self.POLL if timeout is None else min(self.POLL, start + timeout - now)
+            time.sleep(max(pause, 0.0))
+        return True
+
+    def _try(self) -> bool:
+        if not self._thread_lock.acquire(blocking=False):
+            return False
+        if fcntl is not None:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:  # e.g. a read-only folder: this process's lock still holds
+                fd = None
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # another process computes this run
+                    os.close(fd)
+                    self._thread_lock.release()
+                    return False
+                except OSError:  # a filesystem without flock: this process's lock still holds
+                    os.close(fd)
+                    fd = None
+            self._fd = fd
+        self._held = True
+        return True
+
+    def release(self) -> None:
+        """Give the lock back (the lock file stays, unlocked)."""
+        if not self._held:
+            raise RuntimeError(f"{self.path}: lock not held")
+        self._held = False
+        fd, self._fd = self._fd, None
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+        finally:
+            self._thread_lock.release()
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
 @dataclass
 class StoredRuns:
     """Rows of several stored runs, concatenated (technique is a column in every frame)."""
@@ -98,11 +217,23 @@ class StoredRuns:
 class RunStore:
     """The runs database at ``path`` (created on first use with the current schema)."""
 
-    def __init__(self, path: str | Path, lock_timeout: float = 10.0) -> None:
+    def __init__(self, path: str | Path, lock_timeout: float = 10.0,
+                 wait_timeout: float | None = None) -> None:
+        """Open (or create) the database.
+
+        Args:
+            lock_timeout: seconds to retry opening the file while another process holds it.
+            wait_timeout: how long a caller of ``compute_lock`` should wait for another session
+                computing the same run (default ``$MMREC_RUN_WAIT_TIMEOUT``, else an hour).
+        """
         self.path = Path(path)
         self.lock_timeout = lock_timeout
+        if wait_timeout is None:
+            wait_timeout = float(os.environ.get(WAIT_TIMEOUT_ENV) or DEFAULT_WAIT_TIMEOUT)
+        self.wait_timeout = wait_timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
+        self._write_lock = _shared_lock(_write_locks, self.path.resolve(), threading.Lock)
+        with self._write_lock, self._connect() as con:
             con.execute(_SCHEMA)
             rows = con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchall()
             row = rows[0] if rows else None
@@ -125,6 +256,16 @@ class RunStore:
             self.path, self.lock_timeout, "runs database",
             "; another process may be writing it — retry when it has finished",
         )
+
+    @property
+    def lock_dir(self) -> Path:
+        """Folder of the per-run compute lock files (``runs.locks`` beside ``runs.duckdb``)."""
+        return self.path.with_suffix(".locks")
+
+    def compute_lock(self, key: str) -> RunLock:
+        """The lock to hold while computing and saving run ``key`` (see the module docstring)."""
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        return RunLock(self.lock_dir / f"{key}.lock")
 
     # --- queries -----------------------------------------------------------------------------
     def existing(self, keys: Iterable[str]) -> set[str]:
@@ -254,7 +395,7 @@ class RunStore:
             json.dumps(info.get("timings", {}), sort_keys=True, default=str),
             time.time(),
         ]
-        with self._connect() as con:
+        with self._write_lock, self._connect() as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 for table in ("runs", "metrics", "per_user", "recs"):
@@ -283,7 +424,7 @@ class RunStore:
 
     def clear(self) -> int:
         """Delete every stored run; returns how many there were."""
-        with self._connect() as con:
+        with self._write_lock, self._connect() as con:
             n = con.execute("SELECT count(*) FROM runs").fetchall()[0][0]
             for table in ("runs", "metrics", "per_user", "recs", "truth"):
                 con.execute(f"DELETE FROM {table}")

@@ -1,11 +1,32 @@
-"""The app facade on hand-made results: tables, user lists, explanations, stored-run reuse."""
+"""The app facade on hand-made results: tables, user lists, explanations, stored-run reuse; and
+sessions (threads, processes) asking for the same missing runs at once: computed once, shown to
+both."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pytest
 
+import core.evaluation.experiment as experiment
 from core import app_api as api
+from core.store.runs import RunLock, RunStore
+
+REPO = Path(__file__).resolve().parents[2]
+#: fast techniques (no encoders) whose runs the concurrency tests ask for
+TECHNIQUES = ["popular", "itemknn"]
+WAITING = "another session is computing"
 
 
 def _cmp() -> api.Comparison:
@@ -78,3 +99,192 @@ def test_progress_adapter_accepts_both_engine_styles():
     progress("als: fitting")
     progress(50, 200, "photos")
     assert seen == [("als: fitting", None), ("photos: 50/200", 0.25)]
+
+
+# --- two sessions, one missing run -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> api.LabData:
+    """A small demo-like dataset (the demo generator's Yelp layout: 20 restaurants, 60 users)."""
+    from core.data.demo import generate_demo
+
+    folder = generate_demo(tmp_path_factory.mktemp("lab") / "yelp", n_businesses=20, n_users=60,
+                           n_photos=10)
+    return api.load(f"yelp:{folder}")
+
+
+def _ask(lab: api.LabData, root: Path, messages: list[str] | None = None) -> api.Comparison:
+    """One session asking for ``TECHNIQUES`` (untuned, seed 5)."""
+    def progress(message: str, fraction: float | None) -> None:
+        if messages is not None:
+            messages.append(message)
+
+    return api.run_comparison(lab, root, "random", 5, TECHNIQUES, {}, {"tune": False},
+                              progress=progress)
+
+
+class Experiments:
+    """``run_experiment`` wrapped: counts the techniques each call computes, and holds a call
+    until ``go`` is set (by the other session starting to wait, or entering a second call), so
+    the two sessions overlap for sure; ``fail`` makes the first call raise instead."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.real = experiment.run_experiment
+        self.calls: Counter[str] = Counter()
+        self.go = threading.Event()
+        self.fail = fail
+
+    def __call__(self, ds, split, techniques, *args, **kwargs):
+        first = not self.calls
+        self.calls.update(techniques)
+        if not first:
+            self.go.set()
+        self.go.wait(timeout=60)
+        if first and self.fail:
+            raise RuntimeError("the first session crashed")
+        return self.real(ds, split, techniques, *args, **kwargs)
+
+    def progress_of(self, messages: list[str]):
+        def progress(message: str, fraction: float | None) -> None:
+            messages.append(message)
+            if message.startswith(WAITING):
+                self.go.set()
+        return progress
+
+
+def _two_sessions(lab, root, runs: Experiments) -> list[tuple[object, list[str]]]:
+    """Run two sessions (threads) at once; per session its Comparison (or exception) and its
+    progress messages."""
+    logs: list[list[str]] = [[], []]
+
+    def session(i: int):
+        try:
+            return api.run_comparison(lab, root, "random", 5, TECHNIQUES, {}, {"tune": False},
+                                      progress=runs.progress_of(logs[i]))
+        except Exception as exc:  # noqa: BLE001 - returned to the test
+            return exc
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(session, range(2)))
+    return list(zip(results, logs))
+
+
+def test_two_sessions_compute_a_missing_run_once_and_both_show_it(lab, tmp_path, monkeypatch):
+    runs = Experiments()
+    monkeypatch.setattr(experiment, "run_experiment", runs)
+    (a, log_a), (b, log_b) = sorted(_two_sessions(lab, tmp_path, runs),
+                                    key=lambda r: -len(r[0].computed))
+    assert runs.calls == {t: 1 for t in TECHNIQUES}  # once in total, not once per session
+    assert a.computed == TECHNIQUES and a.reused == [] and a.waited == []
+    assert b.computed == [] and b.reused == TECHNIQUES and b.waited == TECHNIQUES
+    assert any(m.startswith(f"{WAITING} ") and m.endswith("; waiting") for m in log_b)
+    assert not any(m.startswith(WAITING) for m in log_a)
+    assert b.available == TECHNIQUES
+    pd.testing.assert_frame_equal(a.metrics, b.metrics)
+    pd.testing.assert_frame_equal(a.truth, b.truth)
+    # a third session finds everything stored
+    c = _ask(lab, tmp_path)
+    assert c.reused == TECHNIQUES and c.computed == [] and c.waited == []
+    assert runs.calls == {t: 1 for t in TECHNIQUES}
+
+
+def test_a_session_waiting_on_one_that_fails_computes_the_run_itself(lab, tmp_path, monkeypatch):
+    runs = Experiments(fail=True)
+    monkeypatch.setattr(experiment, "run_experiment", runs)
+    results = _two_sessions(lab, tmp_path, runs)
+    failed = [r for r, _ in results if isinstance(r, Exception)]
+    done = [(r, log) for r, log in results if not isinstance(r, Exception)]
+    assert [str(e) for e in failed] == ["the first session crashed"]
+    (cmp, log), = done
+    assert any(m.startswith(WAITING) for m in log)  # it waited, found nothing stored ...
+    assert cmp.computed == TECHNIQUES and cmp.waited == []  # ... and computed it
+    assert runs.calls == {t: 2 for t in TECHNIQUES}
+    assert _ask(lab, tmp_path).reused == TECHNIQUES  # the crash released its locks
+
+
+HOLD = ("import sys, time; sys.path.insert(0, sys.argv[1]); from core.store.runs import RunLock;"
+        " [RunLock(p).acquire() for p in sys.argv[2:]]; print('locked', flush=True); "
+        "time.sleep(120)")
+
+
+def _hold_locks(lab: api.LabData, root: Path) -> subprocess.Popen:
+    """Another process holding the compute locks of ``TECHNIQUES``' runs (until killed)."""
+    keys = api.run_keys(lab, "random", 5, TECHNIQUES, {}, {"tune": False})
+    store = RunStore.in_cache(root)
+    paths = [str(store.compute_lock(keys[t]).path) for t in TECHNIQUES]
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(REPO), *paths],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    assert not RunLock(paths[0]).acquire(timeout=0)
+    return holder
+
+
+def test_a_lock_file_left_by_a_killed_session_does_not_block(lab, tmp_path, monkeypatch):
+    monkeypatch.setenv("MMREC_RUN_WAIT_TIMEOUT", "5")  # a lock that blocks fails, not hangs
+    holder = _hold_locks(lab, tmp_path)
+    os.kill(holder.pid, signal.SIGKILL)  # killed mid-compute: its lock files stay behind
+    holder.wait()
+    assert len(list((tmp_path / "runs.locks").glob("*.lock"))) == len(TECHNIQUES)
+    messages: list[str] = []
+    cmp = _ask(lab, tmp_path, messages)
+    assert cmp.computed == TECHNIQUES and cmp.waited == []
+    assert not any(m.startswith(WAITING) for m in messages)
+
+
+def test_a_session_computes_itself_after_waiting_too_long(lab, tmp_path, monkeypatch):
+    monkeypatch.setenv("MMREC_RUN_WAIT_TIMEOUT", "0.5")
+    holder = _hold_locks(lab, tmp_path)  # a session that never finishes
+    try:
+        messages: list[str] = []
+        cmp = _ask(lab, tmp_path, messages)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert any(m.startswith(WAITING) for m in messages)
+    assert cmp.computed == TECHNIQUES and cmp.waited == []
+
+
+SESSION = textwrap.dedent("""
+    import json, os, sys, time
+    sys.path.insert(0, {repo!r})
+    import core.evaluation.experiment as experiment
+    from core import app_api as api
+
+    real, log, marker = experiment.run_experiment, {log!r}, {marker!r}
+
+    def counted(ds, split, techniques, *args, **kwargs):
+        with open(log, "a") as f:
+            f.write(" ".join(techniques) + "\\n")
+        deadline = time.monotonic() + 60  # hold until the other process waits (or computes)
+        while (time.monotonic() < deadline and not os.path.exists(marker)
+               and len(open(log).read().splitlines()) < 2):
+            time.sleep(0.01)
+        return real(ds, split, techniques, *args, **kwargs)
+
+    def progress(message, fraction):
+        if message.startswith({waiting!r}):
+            open(marker, "a").close()
+
+    experiment.run_experiment = counted
+    lab = api.load({spec!r})
+    cmp = api.run_comparison(lab, {root!r}, "random", 5, {techniques!r}, {{}}, {{"tune": False}},
+                             progress=progress)
+    print(json.dumps({{"computed": cmp.computed, "reused": cmp.reused, "waited": cmp.waited,
+                      "metrics": cmp.metrics.to_dict("records")}}))
+""")
+
+
+def test_two_processes_compute_a_missing_run_once(lab, tmp_path):
+    root, log = tmp_path / "cache", tmp_path / "calls.log"
+    code = SESSION.format(repo=str(REPO), log=str(log), marker=str(tmp_path / "waiting"),
+                          waiting=WAITING, spec=lab.spec, root=str(root), techniques=TECHNIQUES)
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    calls = Counter(log.read_text().split())
+    assert calls == {t: 1 for t in TECHNIQUES}
+    a, b = sorted((json.loads(out.splitlines()[-1]) for out, _ in outs),
+                  key=lambda r: -len(r["computed"]))
+    assert a["computed"] == TECHNIQUES and b["reused"] == TECHNIQUES == b["waited"]
+    assert a["metrics"] == b["metrics"] and len(a["metrics"]) > 0

@@ -1,13 +1,25 @@
-"""The runs database: keys, a save/load round trip, replacement, and the schema-version guard."""
+"""The runs database: keys, a save/load round trip, replacement, the schema-version guard,
+concurrent sessions of one process, and the per-run compute lock (threads, processes, a killed
+holder)."""
 
 from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
 
+import core.store.runs as runs
 from core.errors import CacheError
-from core.store.runs import RunStore, run_key, split_key
+from core.store.runs import RunLock, RunStore, run_key, split_key
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _frames(technique: str, value: float):
@@ -68,3 +80,93 @@ def test_incompatible_schema_names_the_file(tmp_path):
         con.execute("UPDATE meta SET value = '999' WHERE key = 'schema'")
     with pytest.raises(CacheError, match="runs.duckdb.*schema version 999"):
         RunStore.in_cache(tmp_path)
+
+
+def test_sessions_of_one_process_create_the_file_and_store_a_split_once(tmp_path):
+    # Streamlit sessions are threads of one process: they share DuckDB's database instance, where
+    # two unserialised writers raced (a catalog conflict creating the schema, the split's truth
+    # inserted once per writer)
+    users = [f"u{i}" for i in range(2000)]
+    truth = pd.DataFrame({"user_id": users, "item_id": "i"})
+    metrics, per_user, recs, _ = _frames("t", 0.5)
+    n = 4
+    start = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def session(i: int) -> None:
+        start.wait()
+        try:
+            store = RunStore.in_cache(tmp_path)
+            store.save(f"k{i}", split_key_="s", info={"technique": f"t{i}"}, metrics=metrics,
+                       per_user=per_user, recs=recs, truth=truth)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    store = RunStore.in_cache(tmp_path)
+    assert store.existing([f"k{i}" for i in range(n)]) == {f"k{i}" for i in range(n)}
+    got = store.load_metrics(["k0"], split="s").truth
+    assert len(got) == len(users) and sorted(got["user_id"]) == sorted(users)
+
+
+def test_compute_lock_excludes_other_threads_until_released(tmp_path):
+    store = RunStore.in_cache(tmp_path)
+    first, second = store.compute_lock("k"), store.compute_lock("k")
+    assert first.path == tmp_path / "runs.locks" / "k.lock"
+    assert first.acquire(timeout=0) and first.held
+    assert not second.acquire(timeout=0) and not second.held
+    assert store.compute_lock("other").acquire(timeout=0)  # one lock per run key
+    waits: list[float] = []
+    assert not second.acquire(timeout=0.2, on_wait=waits.append)
+    assert waits  # told it is waiting
+    got = threading.Event()
+
+    def waiter() -> None:
+        with second:
+            got.set()
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    assert not got.wait(0.2)  # still held by `first`
+    first.release()
+    t.join(timeout=30)
+    assert got.is_set() and not second.held
+    with pytest.raises(RuntimeError, match="not held"):
+        first.release()
+
+
+HOLDER = ("import sys, time; sys.path.insert(0, sys.argv[1]); from core.store.runs import RunLock;"
+          " RunLock(sys.argv[2]).acquire(); print('locked', flush=True); time.sleep(120)")
+
+
+def test_compute_lock_holds_across_processes_and_dies_with_its_holder(tmp_path):
+    path = RunStore.in_cache(tmp_path).compute_lock("k").path
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(REPO), str(path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert not RunLock(path).acquire(timeout=0.3)
+        os.kill(holder.pid, signal.SIGKILL)  # no chance to release or clean up
+        holder.wait()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert path.exists()  # the lock file stays behind ...
+    lock = RunLock(path)
+    assert lock.acquire(timeout=0)  # ... and does not block: the kernel dropped the flock
+    lock.release()
+
+
+def test_without_fcntl_the_lock_still_holds_within_the_process(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "fcntl", None)
+    a, b = RunLock(tmp_path / "k.lock"), RunLock(tmp_path / "k.lock")
+    assert a.acquire(timeout=0) and not b.acquire(timeout=0)
+    a.release()
+    assert b.acquire(timeout=0)
+    b.release()
+    assert not (tmp_path / "k.lock").exists()  # no file needed

@@ -105,8 +105,13 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_encoders(args: argparse.Namespace) -> int:
     from core.encoders import list_encoders
+    from core.encoders.precision import PRECISION_ENV, cpuinfo_bf16_flags, env_precision
 
     rows = list_encoders(check=not args.no_check)
+    flags = cpuinfo_bf16_flags()
+    print(f"precision: {env_precision()} for every spec without a +bf16/+fp32 suffix "
+          f"({PRECISION_ENV}: 0/unset = fp32, 1 = bf16, auto = measure); native bf16 on this "
+          f"CPU: {', '.join(flags) if flags else 'no (bf16 would be emulated, slower)'}")
     for row in rows:
         if row["available"] is None:
             state = row["reason"] or "not checked"

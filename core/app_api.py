@@ -240,12 +240,17 @@ def _technique_encoders(technique: str, encoders: dict[str, str | None],
 def run_keys(data: LabData, split: str, seed: int, techniques: Sequence[str],
              encoders: dict[str, str | None], options: dict[str, Any],
              ks: Sequence[int] = KS) -> dict[str, str]:
-    """The stored-run key of each technique (see ``core.store.runs.run_key``)."""
+    """The stored-run key of each technique (see ``core.store.runs.run_key``); encoder specs enter
+    it with their requested precision spelled out (``spec_with_precision``), so fp32, bf16 and
+    ``MMREC_BF16=auto`` runs are stored apart."""
+    from core.encoders.precision import spec_with_precision
     from core.recommenders import list_techniques
     from core.store.runs import run_key
 
     needs = {row["name"]: row["needs"] for row in list_techniques()}
-    return {t: run_key(data.key, split, seed, t, _technique_encoders(t, encoders, needs),
+    return {t: run_key(data.key, split, seed, t,
+                       {r: spec_with_precision(s)
+                        for r, s in _technique_encoders(t, encoders, needs).items()},
                        options, ks) for t in techniques}
 
 

@@ -11,6 +11,10 @@ Spec strings (``python -m core encoders`` lists them with whether their weights 
 - ``cnn:efficientnet-lite0`` (default image encoder, packaged, offline), ``cnn:resnet101``,
   ``cnn:vgg16``, ``cnn:mobilenet_v3_large`` (torchvision ImageNet weights).
 
+Precision (``core.encoders.precision``): fp32 by default; suffix ``+bf16`` (or ``+fp32``) on any
+spec, e.g. ``text:minilm+bf16``, ``clip:ViT-B-32/openai+chunk+bf16``, or ``MMREC_BF16=1`` for every
+encoder; ``MMREC_BF16=auto`` measures. Every id ends in the precision used (``…+fp32``).
+
 Nothing here imports torch at module level; building an encoder object is cheap (its ``id`` is known
 without loading weights) and the model loads on first use.
 """
@@ -21,6 +25,7 @@ import threading
 from collections import OrderedDict
 
 from core.encoders.base import Encoder, l2_normalise
+from core.encoders.precision import requested_precision, split_precision
 from core.errors import EncoderUnavailable
 
 __all__ = [
@@ -49,6 +54,8 @@ _cache_lock = threading.Lock()
 
 def _build(spec: str) -> Encoder:
     kind, sep, rest = spec.partition(":")
+    if kind in KINDS:
+        rest = split_precision(spec)[0].partition(":")[2]
     if not sep or kind not in KINDS or not rest.strip():
         raise EncoderUnavailable(
             f"unknown encoder spec {spec!r}: use clip:<model>/<pretrained>, text:<name>, "
@@ -75,22 +82,32 @@ def _build(spec: str) -> Encoder:
     return TorchvisionCNN(spec)
 
 
-def create_encoder(spec: str) -> Encoder:
-    """The encoder for ``spec`` (one shared instance per spec per process, a few kept).
+def _cache_key(spec: str) -> str:
+    """Instance-cache key: the spec, plus the precision it asks for under the current
+    ``MMREC_BF16`` for torch kinds (so changing the environment gives a different instance)."""
+    wanted = requested_precision(spec)
+    return spec if wanted is None else f"{spec} [{wanted}]"
 
-    Raises ``EncoderUnavailable`` naming the spec for unknown specs or missing packages/files;
-    missing hub weights are detected when the model loads (first ``encode_*`` or ``load()``).
+
+def create_encoder(spec: str) -> Encoder:
+    """The encoder for ``spec`` (one shared instance per spec and requested precision per
+    process, a few kept).
+
+    Raises ``EncoderUnavailable`` naming the spec for unknown specs, missing packages/files or an
+    unreadable ``MMREC_BF16``; missing hub weights are detected when the model loads (first
+    ``encode_*`` or ``load()``).
     """
     spec = spec.strip()
+    key = _cache_key(spec)
     with _cache_lock:
-        enc = _cache.get(spec)
+        enc = _cache.get(key)
         if enc is not None:
-            _cache.move_to_end(spec)
+            _cache.move_to_end(key)
             return enc
     enc = _build(spec)
     with _cache_lock:
-        enc = _cache.setdefault(spec, enc)
-        _cache.move_to_end(spec)
+        enc = _cache.setdefault(key, enc)
+        _cache.move_to_end(key)
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return enc
@@ -99,12 +116,14 @@ def create_encoder(spec: str) -> Encoder:
 def _row(spec: str, kind: str, modalities: list[str], description: str,
          available: bool | None, reason: str = "") -> dict:
     return {"spec": spec, "kind": kind, "modalities": modalities, "available": available,
-            "reason": reason, "description": description}
+            "reason": reason, "description": description,
+            "precision": requested_precision(spec)}
 
 
 def list_encoders(check: bool = True) -> list[dict]:
     """Known encoder specs as fresh dicts: ``spec``, ``kind``, ``modalities``, ``available``,
-    ``reason``, ``description``.
+    ``reason``, ``description``, ``precision`` (what the spec asks for now: ``fp32``, ``bf16``
+    or ``auto``, from ``MMREC_BF16``; a ``+bf16`` suffix on any spec overrides it).
 
     With ``check`` the local caches are probed (HF hub cache, torch hub cache, installed packages),
     never the network; without it ``available`` is ``None`` ("not checked"). Open_clip pairs whose

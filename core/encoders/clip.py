@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from core.encoders.precision import Requested
 from core.encoders.runtime import TorchEncoder
 from core.encoders.weights import file_sha256, hf_cached_file, offline, unavailable
 from core.errors import EncoderUnavailable
@@ -59,12 +60,11 @@ class ClipEncoder(TorchEncoder):
     shared_space = True
     batch_size = 32
 
-    def __init__(self, spec: str) -> None:
-        super().__init__()
+    def __init__(self, spec: str, precision: Requested | None = None) -> None:
+        super().__init__(spec, precision)
         import open_clip
 
-        self.spec = spec
-        body = spec.split(":", 1)[1]
+        body = self.base_spec.split(":", 1)[1]
         self.chunk_long_texts = body.endswith(CHUNK_SUFFIX)
         if self.chunk_long_texts:
             body = body[: -len(CHUNK_SUFFIX)]
@@ -88,13 +88,13 @@ class ClipEncoder(TorchEncoder):
         suffix = CHUNK_SUFFIX if self.chunk_long_texts else ""
         if weights == "untrained":
             self.untrained = True
-            self.id = f"clip:{model}/untrained-seed{UNTRAINED_SEED}{suffix}"
+            self.base_id = f"clip:{model}/untrained-seed{UNTRAINED_SEED}{suffix}"
         elif weights.startswith("file="):
             path = Path(weights[len("file="):]).expanduser()
             if not path.is_file():
                 raise EncoderUnavailable(f"{spec}: checkpoint file {path} does not exist")
             self.checkpoint = str(path.resolve())
-            self.id = f"clip:{model}/sha256={file_sha256(path)[:16]}{suffix}"
+            self.base_id = f"clip:{model}/sha256={file_sha256(path)[:16]}{suffix}"
         else:
             if not open_clip.get_pretrained_cfg(model, weights):
                 tags = open_clip.list_pretrained_tags_by_model(model)
@@ -103,7 +103,7 @@ class ClipEncoder(TorchEncoder):
                     f"{', '.join(tags) or 'none'} (or use file=<path> / untrained)"
                 )
             self.tag = weights
-            self.id = f"clip:{model}/{weights}{suffix}"
+            self.base_id = f"clip:{model}/{weights}{suffix}"
 
     def _build(self) -> None:
         import open_clip

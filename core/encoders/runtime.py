@@ -1,10 +1,15 @@
-"""Machinery shared by the torch encoders: threads, bf16, batched inference, image prefetch.
+"""Machinery shared by the torch encoders: threads, precision, batched inference, image prefetch.
 
 ``TorchEncoder`` implements the ``Encoder`` contract once; a concrete encoder only says how to build
 its model (``_build``), how to preprocess one decoded image (``_preprocess``) and how to run a batch
 (``_forward_images`` / ``_forward_texts``). Everything runs under ``torch.inference_mode()``;
 images are decoded and preprocessed in a small thread pool while the model runs on the previous
 batch.
+
+Precision (see ``core.encoders.precision``): fp32 unless the spec or ``MMREC_BF16`` asks for bf16;
+``MMREC_BF16=auto`` measures bf16 against fp32 on a fixed probe batch (``measure_precision``) and
+keeps the result per process per weights identity. Every id ends in the precision (``+fp32`` or
+``+bf16``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,12 +28,23 @@ from typing import Any
 import numpy as np
 
 from core.encoders.base import Encoder, l2_normalise
+from core.encoders.precision import (
+    BF16_MIN_COSINE,
+    PRECISION_ENV,
+    Precision,
+    Requested,
+    choose_precision,
+    cpuinfo_bf16_flags,
+    env_precision,
+    split_precision,
+)
 
-#: Environment switch for bf16 autocast: ``auto`` (default: only on CPUs with native bf16, and only
-#: when the probe agrees with fp32), ``0`` (never), ``1`` (try it even without native support).
-BF16_ENV = "MMREC_BF16"
-#: Minimum cosine similarity between the bf16 and the fp32 vector of every probe input.
-BF16_MIN_COSINE = 0.99
+__all__ = ["BF16_MIN_COSINE", "TorchEncoder", "cpu_has_native_bf16", "native_bf16", "read_image"]
+
+#: Timed repetitions per precision when ``auto`` measures (after one untimed warm-up); best kept.
+AUTO_REPEATS = 3
+#: The clock ``auto`` times with (a module attribute so tests can script it).
+_clock = time.perf_counter
 
 _setup_lock = threading.Lock()
 _setup_done = False
@@ -64,27 +81,31 @@ def setup_torch() -> None:
 
 
 def cpu_has_native_bf16() -> bool:
-    """True on CPUs with native bf16 matmul (AVX512-BF16 or AMX); emulated bf16 is slower."""
+    """True when this CPU executes bf16 matmuls natively (AVX512-BF16 or AMX-BF16).
+
+    Asks torch's own CPU feature probes where the installed torch has them, else the Linux
+    ``/proc/cpuinfo`` flags. Deliberately not oneDNN's ``_is_mkldnn_bf16_supported()``: that is
+    true on any AVX-512BW CPU, where bf16 is only emulated and 2-4x slower than fp32.
+    """
     try:
+        import torch.cpu as tcpu
+
+        probes = [getattr(tcpu, name, None)
+                  for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+        probes = [p for p in probes if callable(p)]
+        if probes:
+            return any(bool(p()) for p in probes)
+    except Exception:  # noqa: BLE001 - probing only; fall back to the kernel's flags
+        pass
+    return bool(cpuinfo_bf16_flags())
+
+
+def native_bf16(device: str = "cpu") -> bool:
+    """Whether ``device`` (``cpu`` or ``cuda``) runs bf16 natively (the ``auto`` precondition)."""
+    if device.startswith("cuda"):
         import torch
 
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # noqa: BLE001 - probing only
-        try:
-            with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
-                flags = f.read()
-            return "avx512_bf16" in flags or "amx_bf16" in flags
-        except OSError:
-            return False
-
-
-def bf16_wanted() -> bool:
-    """Whether to try bf16 at all (``MMREC_BF16``: auto → native support only)."""
-    mode = os.environ.get(BF16_ENV, "auto").strip().lower()
-    if mode in ("0", "false", "off", "no"):
-        return False
-    if mode in ("1", "true", "on", "yes"):
-        return True
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     return cpu_has_native_bf16()
 
 
@@ -133,25 +154,50 @@ class ImageBatch:
     bad: list[tuple[int, str]]
 
 
+_auto_reports: dict[tuple[str, str], dict[str, Any]] = {}
+_auto_lock = threading.RLock()
+
+
 class TorchEncoder(Encoder):
     """Encoder backed by a torch model (see the module docstring for what subclasses provide).
 
+    Subclasses set ``base_id`` (the spec's weights identity, e.g.
+    ``text:all-MiniLM-L6-v2@sha256=…``); ``id`` is ``f"{base_id}+{precision}"``.
+
     Attributes:
         batch_size: default batch size for ``encode_*`` and the cache pipeline.
-        use_bf16: decided at ``load()`` (``None`` before): bf16 autocast only where the CPU has
-            native bf16 and the probe batch agrees with fp32 (cosine ≥ 0.99 for every vector).
-        bf16_cosine: the probe's minimum cosine, when it was measured.
+        device: where the model runs (``cpu``; bf16 autocast and the ``auto`` capability check
+            follow it).
+        base_spec: ``spec`` without its ``+bf16`` / ``+fp32`` suffix (what subclasses parse).
+        requested_precision: ``fp32``, ``bf16`` or ``auto`` (the spec's suffix, else
+            ``MMREC_BF16``), fixed when the encoder is built.
+        precision_report: how the precision was decided (``precision``, ``requested``, ``source``,
+            ``device``; for ``auto`` also ``native_bf16``, ``speedup`` = fp32 time / bf16 time on
+            the probe batch, ``min_cosine``, ``reason``). For ``auto`` it is filled by the first
+            access to ``id``/``precision`` or by ``load()``.
     """
 
     batch_size: int = 32
     image_draft: int | None = 256
     decode_workers: int = max(1, min(4, n_cpus()))
+    device: str = "cpu"
+    base_id: str
 
-    def __init__(self) -> None:
+    def __init__(self, spec: str, precision: Requested | None = None) -> None:
+        """``precision`` overrides the spec's suffix and ``MMREC_BF16`` (None: use those)."""
+        self.spec = spec
+        self.base_spec, suffix = split_precision(spec)
+        self.requested_precision: Requested = precision or suffix or env_precision()
+        env = os.environ.get(PRECISION_ENV, "").strip()
+        source = ("argument" if precision else "spec suffix" if suffix
+                  else f"{PRECISION_ENV}={env}" if env else "default")
+        self.precision_report: dict[str, Any] = {}
+        if self.requested_precision != "auto":
+            self.precision_report = {"precision": self.requested_precision,
+                                     "requested": self.requested_precision, "source": source,
+                                     "device": self.device}
         self._model: Any = None
         self._load_lock = threading.Lock()
-        self.use_bf16: bool | None = None
-        self.bf16_cosine: float | None = None
 
     # --- subclass hooks --------------------------------------------------------------------------
     def _build(self) -> None:
@@ -170,37 +216,87 @@ class TorchEncoder(Encoder):
         """List of non-empty texts → (n, d) tensor (any dtype, not yet normalised)."""
         raise NotImplementedError(f"{self.spec} does not encode texts")
 
+    # --- precision -------------------------------------------------------------------------------
+    @property
+    def precision(self) -> Precision:
+        """``fp32`` or ``bf16``. Known at once unless ``auto`` was asked for; then the first access
+        measures (loading the model), and the result is kept for this process and every encoder
+        with the same ``base_id``."""
+        if self.requested_precision != "auto":
+            return self.requested_precision  # type: ignore[return-value]
+        return self._resolve_auto()["precision"]
+
+    @property
+    def id(self) -> str:  # type: ignore[override]
+        """Cache identity: ``base_id`` + ``+fp32`` / ``+bf16`` (resolves ``auto``, see
+        ``precision``)."""
+        return f"{self.base_id}+{self.precision}"
+
+    def _resolve_auto(self) -> dict[str, Any]:
+        key = (self.base_id, self.device)
+        with _auto_lock:
+            report = _auto_reports.get(key)
+            if report is None:
+                report = self.measure_precision()
+                _auto_reports[key] = report
+        self.precision_report = dict(report)
+        return report
+
+    def measure_precision(self, repeats: int = AUTO_REPEATS) -> dict[str, Any]:
+        """Measure bf16 against fp32 on the probe batch and decide (``choose_precision``).
+
+        Without native bf16 nothing is timed (emulated bf16 is slow by construction). Otherwise
+        each probe input set runs once untimed per precision, then ``repeats`` times; the best time
+        counts. ``speedup`` = summed best fp32 time / summed best bf16 time; ``min_cosine`` = the
+        worst cosine between a bf16 vector and its fp32 vector. Loads the model.
+        """
+        report: dict[str, Any] = {"requested": "auto", "source": f"{PRECISION_ENV}=auto",
+                                  "device": self.device, "native_bf16": native_bf16(self.device),
+                                  "speedup": None, "min_cosine": None}
+        if report["native_bf16"]:
+            self._ensure_built()
+            t32 = t16 = 0.0
+            worst = 1.0
+            for fn, probe in self._probes():
+                v32, s32 = self._timed(fn, probe, False, repeats)
+                v16, s16 = self._timed(fn, probe, True, repeats)
+                t32, t16 = t32 + s32, t16 + s16
+                worst = min(worst, min_row_cosine(v32, v16))
+            report["speedup"] = t32 / max(t16, 1e-12)
+            report["min_cosine"] = worst
+        report["precision"], report["reason"] = choose_precision(
+            report["native_bf16"], report["speedup"], report["min_cosine"])
+        return report
+
+    def _timed(self, fn: Callable, x: Any, bf16: bool, repeats: int) -> tuple[np.ndarray, float]:
+        """(vectors, best seconds of ``repeats`` runs after one warm-up) of ``fn(x)``."""
+        out = self._run(fn, x, bf16=bf16)
+        best = float("inf")
+        for _ in range(max(1, repeats)):
+            t0 = _clock()
+            out = self._run(fn, x, bf16=bf16)
+            best = min(best, _clock() - t0)
+        return out, best
+
     # --- loading -------------------------------------------------------------------------------
     @property
     def loaded(self) -> bool:
         return self._model is not None
 
-    def load(self) -> None:
+    def _ensure_built(self) -> None:
         with self._load_lock:
-            if self._model is not None:
-                return
-            setup_torch()
-            self._build()
-            if self.use_bf16 is None:
-                self.use_bf16 = False
-                if bf16_wanted():
-                    self.bf16_cosine = self.bf16_agreement()
-                    self.use_bf16 = self.bf16_cosine >= BF16_MIN_COSINE
+            if self._model is None:
+                setup_torch()
+                self._build()
 
-    def bf16_agreement(self) -> float:
-        """Min cosine between bf16-autocast and fp32 vectors on a fixed probe batch (both
-        modalities the encoder has). Loads the model if needed."""
-        if self._model is None:
-            setup_torch()
-            self._build()
-        worst = 1.0
-        for fn, probe in self._probes():
-            fp32 = self._run(fn, probe, bf16=False)
-            bf16 = self._run(fn, probe, bf16=True)
-            worst = min(worst, min_row_cosine(fp32, bf16))
-        return worst
+    def load(self) -> None:
+        """Load the weights now; with ``MMREC_BF16=auto`` also decide the precision."""
+        self._ensure_built()
+        if self.requested_precision == "auto":
+            self._resolve_auto()
 
     def _probes(self) -> list[tuple[Callable, Any]]:
+        """Fixed inputs of every modality the encoder has (needs the model built for images)."""
         import torch
         from PIL import Image
 
@@ -225,12 +321,14 @@ class TorchEncoder(Encoder):
         return out
 
     def _run(self, fn: Callable, x: Any, bf16: bool | None = None) -> np.ndarray:
+        """``fn(x)`` under ``inference_mode`` (bf16 autocast if ``bf16``, default: the encoder's
+        precision), as L2-normalised float32 numpy rows."""
         import torch
 
-        bf16 = self.use_bf16 if bf16 is None else bf16
+        bf16 = self.precision == "bf16" if bf16 is None else bf16
         with torch.inference_mode():
             if bf16:
-                with torch.autocast("cpu", dtype=torch.bfloat16):
+                with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16):
                     out = fn(x)
             else:
                 out = fn(x)

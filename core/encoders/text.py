@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.encoders.precision import Requested
 from core.encoders.runtime import TorchEncoder
 from core.encoders.weights import file_sha256, hf_cached_file, offline, unavailable
 from core.errors import EncoderUnavailable
@@ -65,10 +66,9 @@ class SentenceTransformerEncoder(TorchEncoder):
     kind = "text"
     batch_size = 64
 
-    def __init__(self, spec: str) -> None:
-        super().__init__()
-        self.spec = spec
-        name = spec.split(":", 1)[1].strip()
+    def __init__(self, spec: str, precision: Requested | None = None) -> None:
+        super().__init__(spec, precision)
+        name = self.base_spec.split(":", 1)[1].strip()
         self.modalities = frozenset({"text"})
         if name in ("minilm", "all-MiniLM-L6-v2-packaged"):
             folder = minilm_folder()
@@ -87,10 +87,10 @@ class SentenceTransformerEncoder(TorchEncoder):
                 raise EncoderUnavailable(f"{spec}: no model.safetensors / pytorch_model.bin in "
                                          f"{self.folder}")
             label = "all-MiniLM-L6-v2" if name == "minilm" else self.folder.name
-            self.id = f"text:{label}@sha256={file_sha256(weights)[:16]}"
+            self.base_id = f"text:{label}@sha256={file_sha256(weights)[:16]}"
             dim = _hidden_size(self.folder / "config.json")
         else:
-            self.id = f"text:{self.repo}"
+            self.base_id = f"text:{self.repo}"
             dim = _hidden_size(Path(cached)) if cached else _ST_DIMS.get(self.repo.split("/")[-1])
         self.dim = int(dim or 0)
 
@@ -138,20 +138,19 @@ class BertEncoder(TorchEncoder):
     batch_size = 16
     max_length = 512
 
-    def __init__(self, spec: str) -> None:
-        super().__init__()
-        self.spec = spec
-        name = spec.split(":", 1)[1].strip()
+    def __init__(self, spec: str, precision: Requested | None = None) -> None:
+        super().__init__(spec, precision)
+        name = self.base_spec.split(":", 1)[1].strip()
         self.modalities = frozenset({"text"})
         self.folder, self.repo, cached = _resolve(spec, name, "google-bert")
         if self.folder is not None:
             weights = _folder_weights(self.folder)
             if weights is None:
                 raise EncoderUnavailable(f"{spec}: no model weights in {self.folder}")
-            self.id = f"bert:{self.folder.name}@sha256={file_sha256(weights)[:16]}"
+            self.base_id = f"bert:{self.folder.name}@sha256={file_sha256(weights)[:16]}"
             dim = _hidden_size(self.folder / "config.json")
         else:
-            self.id = f"bert:{self.repo}"
+            self.base_id = f"bert:{self.repo}"
             dim = _hidden_size(Path(cached)) if cached else (1024 if "large" in name else 768)
         self.dim = int(dim or 768)
 

@@ -79,8 +79,9 @@ def apply_preset(
 
 
 def encoder_identities(encoders: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Per role: the spec, the cache identity (``Encoder.id``: spec + weights identity) and whether
-    the weights are random; or the reason the encoder cannot be built."""
+    """Per role: the spec, the cache identity (``Encoder.id``: spec + weights identity +
+    precision), the ``precision`` it ran in (``fp32`` / ``bf16``; None for encoders without one)
+    and whether the weights are random; or the reason the encoder cannot be built."""
     from core.encoders import create_encoder
     from core.errors import EncoderUnavailable
 
@@ -89,7 +90,11 @@ def encoder_identities(encoders: dict[str, str]) -> dict[str, dict[str, Any]]:
         try:
             enc = create_encoder(spec)
             out[role] = {"spec": spec, "id": enc.id, "untrained": bool(enc.untrained),
-                         "shared_space": bool(enc.shared_space)}
+                         "shared_space": bool(enc.shared_space),
+                         "precision": getattr(enc, "precision", None)}
+            report = getattr(enc, "precision_report", None)
+            if report and report.get("requested") == "auto":  # what was measured, for run.json
+                out[role]["precision_report"] = dict(report)
         except EncoderUnavailable as exc:
             out[role] = {"spec": spec, "id": None, "error": str(exc)}
     return out
@@ -100,6 +105,7 @@ def finish_run(result: Any, baseline: str | None = None, seed: int = 42) -> pd.D
 
     * ``meta["encoder_ids"]``: every encoder's identity (``encoder_identities``), and the per-row
       encoder column set to the encoder a row really used (``image@SPEC`` rows);
+    * ``meta["precision"]``: ``{role: "fp32" | "bf16"}`` for the encoders that have one;
     * ``meta["filters"]``: the filters and what they kept (from the content techniques' params);
     * with ``baseline``: ``meta["bootstrap"]`` and the returned frame of paired bootstrap CIs
       (``core.evaluation.bootstrap.paired_bootstrap``), ``None`` otherwise.
@@ -108,6 +114,8 @@ def finish_run(result: Any, baseline: str | None = None, seed: int = 42) -> pd.D
 
     meta = result.meta
     meta["encoder_ids"] = encoder_identities(meta.get("encoders", {}))
+    meta["precision"] = {role: ident["precision"] for role, ident in meta["encoder_ids"].items()
+                         if ident.get("precision")}
     for name, params in result.params.items():
         spec = params.get("encoder") if isinstance(params, dict) else None
         if spec and name.startswith("image@") and not result.metrics.empty:

@@ -41,11 +41,17 @@ class EmbedReport:
     parts: list[dict] = field(default_factory=list)
     bad_examples: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: the encoder's ``precision_report`` (empty for encoders without one, e.g. test fakes)
+    precision: dict = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         """Human-readable summary lines for the CLI."""
+        from core.encoders.precision import describe_report
+
         label = " (UNTRAINED random weights)" if self.untrained else ""
         out = [f"{self.dataset}: {self.spec} → cache id {self.encoder_id}{label}"]
+        if self.precision:
+            out.append(f"  {describe_report(self.precision)}")
         for p in self.parts:
             rows, unit = _UNITS.get(p["part"], ("rows", "inputs"))
             head = f"  {p['part']:<10} "
@@ -90,7 +96,8 @@ def embed_dataset(ds, encoder_spec: str, cache_root: Path, modality: str = "all"
             "pick another --modality or encoder"
         )
     prov = EmbeddingProvider(ds, cache_root, progress=progress, batch_size=batch_size)
-    report = EmbedReport(ds.name, encoder_spec, enc.id, bool(getattr(enc, "untrained", False)))
+    report = EmbedReport(ds.name, encoder_spec, enc.id, bool(getattr(enc, "untrained", False)),
+                         precision=dict(getattr(enc, "precision_report", {}) or {}))
     jobs = []
     if "image" in wanted:
         jobs.append(("photos", prov.photos, len(ds.photos)))
@@ -127,7 +134,8 @@ def _human(n: float) -> str:
 
 
 def cache_stats(cache_root: Path) -> str:
-    """A table of rows per encoder and modality, plus the file's size on disk."""
+    """A table of rows per encoder and modality (with the precision the vectors were computed in;
+    ``-`` where the id records none), plus the file's size on disk."""
     store = EmbeddingStore(cache_root)
     if not store.path.exists():
         return f"no embedding cache yet at {store.path}"
@@ -139,11 +147,12 @@ def cache_stats(cache_root: Path) -> str:
         lines.append("  (no vectors)")
     else:
         width = max(len("encoder id"), *(len(r["encoder"]) for r in rows))
-        lines.append(f"  {'encoder id':<{width}}  {'modality':<8} {'rows':>9} {'dim':>5}")
+        lines.append(f"  {'encoder id':<{width}}  {'modality':<8} {'rows':>9} {'dim':>5} "
+                     f"{'precision':<9}")
         for r in rows:
             flag = "  UNTRAINED" if r["untrained"] else ""
             lines.append(f"  {r['encoder']:<{width}}  {r['modality']:<8} {r['rows']:>9} "
-                         f"{r['dim']:>5}{flag}")
+                         f"{r['dim']:>5} {r.get('precision') or '-':<9}{flag}")
     lines.append(f"  bad inputs remembered: {counts['bad_inputs']}; dataset map rows: "
                  f"{counts['dataset_map']}")
     return "\n".join(lines)

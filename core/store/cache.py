@@ -3,7 +3,8 @@
 Schema (version ``SCHEMA_VERSION``, recorded in ``meta``):
 
 - ``vectors_<d>(encoder, modality, hash, vec FLOAT[d])`` — one table per vector size, primary key
-  ``(encoder, modality, hash)``: ``encoder`` is the encoder's id (spec + weights identity),
+  ``(encoder, modality, hash)``: ``encoder`` is the encoder's id (spec + weights identity +
+  precision, e.g. ``text:all-MiniLM-L6-v2@sha256=…+fp32``, so fp32 and bf16 rows never mix),
   ``hash`` the BLAKE2b-128 of the image file's bytes or of the UTF-8 text.
 - ``encoders(encoder, spec, dim, untrained, shared_space)`` — what each id is.
 - ``bad_inputs(modality, hash, reason)`` — files that could not be decoded (not retried).
@@ -448,7 +449,10 @@ class EmbeddingStore:
     # --- maintenance ------------------------------------------------------------------------------
     def stats(self) -> list[dict]:
         """Rows per (encoder, modality): ``encoder``, ``spec``, ``modality``, ``rows``, ``dim``,
-        ``untrained``."""
+        ``untrained``, ``precision`` (``fp32`` / ``bf16`` from the id's suffix; None for ids
+        without one, e.g. test fakes)."""
+        from core.encoders.precision import precision_of_id
+
         out: list[dict] = []
         with self.connect(write=False) as con:
             if con is None:
@@ -460,7 +464,8 @@ class EmbeddingStore:
                     "GROUP BY ALL ORDER BY 1, 2"
                 ).fetchall():
                     out.append({"encoder": enc, "spec": spec, "modality": mod, "rows": int(rows),
-                                "dim": dim, "untrained": bool(untrained)})
+                                "dim": dim, "untrained": bool(untrained),
+                                "precision": precision_of_id(enc)})
         return out
 
     def counts(self) -> dict[str, int]:

@@ -87,6 +87,21 @@ def test_collaborative_runs_do_not_depend_on_encoders():
     assert a["als"] == b["als"] and a["image"] != b["image"]
 
 
+def test_run_keys_change_with_encoder_precision(monkeypatch):
+    data = api.LabData(ds=None, spec="demo", key="k", cover=np.array([]), category=np.array([]))
+
+    def key(spec: str) -> dict[str, str]:
+        return api.run_keys(data, "random", 1, ["als", "image"], {"image": spec}, {})
+
+    monkeypatch.setenv("MMREC_BF16", "0")
+    fp32, suffixed = key("cnn:efficientnet-lite0"), key("cnn:efficientnet-lite0+bf16")
+    assert fp32["image"] != suffixed["image"] and fp32["als"] == suffixed["als"]
+    monkeypatch.setenv("MMREC_BF16", "1")  # the environment asks for the same bf16 run
+    assert key("cnn:efficientnet-lite0") == suffixed
+    monkeypatch.setenv("MMREC_BF16", "auto")  # measured per machine: stored apart from both
+    assert key("cnn:efficientnet-lite0")["image"] not in (fp32["image"], suffixed["image"])
+
+
 def test_encoder_roles():
     assert [api.encoder_role(s) for s in ("clip:ViT-B-32/openai", "cnn:vgg16", "text:minilm",
                                           "bert:bert-base-uncased")] == [

@@ -6,8 +6,8 @@ On the same 256 photos (the demo generator's, and the first 256 MovieLens poster
 * images, for ``clip:ViT-B-32/untrained`` (same compute as the real ViT-B-32) and
   ``cnn:efficientnet-lite0``: naive = one image at a time, fp32, ``Image.open`` inside the loop,
   a plainly built model under ``torch.no_grad()``; ours = ``Encoder.image_batches`` (batches under
-  ``inference_mode``, decoding in a thread pool overlapping inference, channels-last CNNs, bf16
-  only where the CPU has it and it agrees with fp32);
+  ``inference_mode``, decoding in a thread pool overlapping inference, channels-last CNNs; fp32
+  unless ``MMREC_BF16`` says otherwise, see ``core.encoders.precision``);
 * texts (256 demo reviews), for the CLIP text tower and MiniLM: one text at a time against
   ``encode_texts`` (batched, length-sorted for MiniLM);
 * ``embed_dataset`` over the demo (photos with EfficientNet-Lite0, reviews and item texts with
@@ -174,9 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+    from core.encoders.precision import env_precision
     from core.encoders.runtime import cpu_has_native_bf16, n_cpus
 
-    print(f"embed_speed: {n_cpus()} CPU cores, native bf16: {cpu_has_native_bf16()}")
+    print(f"embed_speed: {n_cpus()} CPU cores, native bf16: {cpu_has_native_bf16()}, "
+          f"precision: {env_precision()} (MMREC_BF16)")
     with tempfile.TemporaryDirectory(prefix="embed-bench-") as tmp:
         tmp_path = Path(tmp)
         photos, texts, demo_root = _demo_photos(tmp_path / "demo")

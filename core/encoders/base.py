@@ -16,7 +16,9 @@ class Encoder(ABC):
     Attributes:
         spec: the spec string it was created from (``clip:ViT-B-32/openai``).
         id: identity used as the cache key: the spec plus the weights' identity (pretrained tag,
-            or the sha256 of a local checkpoint). Computable without loading the model.
+            or the sha256 of a local checkpoint) plus, for torch encoders, the precision
+            (``+fp32`` / ``+bf16``). Computable without loading the model, except under
+            ``MMREC_BF16=auto``, where the first access measures (see ``core.encoders.precision``).
         dim: embedding size.
         modalities: which of ``{"image", "text"}`` it encodes.
         shared_space: True when image and text vectors live in one space (CLIP), so cross-modal

@@ -246,9 +246,10 @@ class TorchEncoder(Encoder):
         """Measure bf16 against fp32 on the probe batch and decide (``choose_precision``).
 
         Without native bf16 nothing is timed (emulated bf16 is slow by construction). Otherwise
-        each probe input set runs once untimed per precision, then ``repeats`` times; the best time
-        counts. ``speedup`` = summed best fp32 time / summed best bf16 time; ``min_cosine`` = the
-        worst cosine between a bf16 vector and its fp32 vector. Loads the model.
+        each probe input set runs once untimed per precision, then ``repeats`` times per precision,
+        fp32 and bf16 alternating (so background load hits both alike); the best time counts.
+        ``speedup`` = summed best fp32 time / summed best bf16 time; ``min_cosine`` = the worst
+        cosine between a bf16 vector and its fp32 vector. Loads the model.
         """
         report: dict[str, Any] = {"requested": "auto", "source": f"{PRECISION_ENV}=auto",
                                   "device": self.device, "native_bf16": native_bf16(self.device),
@@ -258,8 +259,7 @@ class TorchEncoder(Encoder):
             t32 = t16 = 0.0
             worst = 1.0
             for fn, probe in self._probes():
-                v32, s32 = self._timed(fn, probe, False, repeats)
-                v16, s16 = self._timed(fn, probe, True, repeats)
+                (v32, s32), (v16, s16) = self._timed(fn, probe, repeats)
                 t32, t16 = t32 + s32, t16 + s16
                 worst = min(worst, min_row_cosine(v32, v16))
             report["speedup"] = t32 / max(t16, 1e-12)
@@ -268,15 +268,18 @@ class TorchEncoder(Encoder):
             report["native_bf16"], report["speedup"], report["min_cosine"])
         return report
 
-    def _timed(self, fn: Callable, x: Any, bf16: bool, repeats: int) -> tuple[np.ndarray, float]:
-        """(vectors, best seconds of ``repeats`` runs after one warm-up) of ``fn(x)``."""
-        out = self._run(fn, x, bf16=bf16)
-        best = float("inf")
+    def _timed(self, fn: Callable, x: Any,
+               repeats: int) -> tuple[tuple[np.ndarray, float], tuple[np.ndarray, float]]:
+        """``((fp32 vectors, best seconds), (bf16 vectors, best seconds))`` of ``fn(x)``: one
+        warm-up per precision, then ``repeats`` timed runs of each, alternating."""
+        out = {bf16: self._run(fn, x, bf16=bf16) for bf16 in (False, True)}
+        best = {False: float("inf"), True: float("inf")}
         for _ in range(max(1, repeats)):
-            t0 = _clock()
-            out = self._run(fn, x, bf16=bf16)
-            best = min(best, _clock() - t0)
-        return out, best
+            for bf16 in (False, True):
+                t0 = _clock()
+                out[bf16] = self._run(fn, x, bf16=bf16)
+                best[bf16] = min(best[bf16], _clock() - t0)
+        return (out[False], best[False]), (out[True], best[True])
 
     # --- loading -------------------------------------------------------------------------------
     @property

@@ -150,20 +150,19 @@ def test_choose_precision_needs_all_three_conditions():
 
 
 def _fake_timings(monkeypatch, enc: TinyEncoder, fp32_s: float, bf16_s: float,
-                  bf16_cos: float = 1.0) -> list[bool]:
+                  bf16_cos: float = 1.0) -> list[int]:
     """Make ``enc._timed`` report fixed seconds; bf16 vectors are the real fp32 ones, turned
-    towards a fixed orthogonal direction until their cosine with fp32 is ``bf16_cos``."""
-    calls: list[bool] = []
+    towards a fixed orthogonal direction until their cosine with fp32 is ``bf16_cos``. Returns
+    the list of calls (one per probe input set)."""
+    calls: list[int] = []
 
-    def timed(fn, x, bf16, repeats):
-        calls.append(bf16)
+    def timed(fn, x, repeats):
+        calls.append(repeats)
         v = enc._run(fn, x, bf16=False)
-        if not bf16:
-            return v, fp32_s
         noise = np.random.default_rng(0).standard_normal(v.shape).astype(np.float32)
         noise -= np.sum(noise * v, axis=1, keepdims=True) * v
         noise /= np.linalg.norm(noise, axis=1, keepdims=True)
-        return bf16_cos * v + np.sqrt(1 - bf16_cos ** 2) * noise, bf16_s
+        return (v, fp32_s), (bf16_cos * v + np.sqrt(1 - bf16_cos ** 2) * noise, bf16_s)
 
     monkeypatch.setattr(enc, "_timed", timed)
     return calls
@@ -186,13 +185,13 @@ def test_auto_decides_by_measurement(monkeypatch, native, fp32_s, bf16_s, cos, e
     rep = enc.precision_report
     assert rep["precision"] == expected and rep["native_bf16"] is native
     if native:
-        assert calls == [False, True]  # one probe set (text), both precisions
+        assert calls == [runtime.AUTO_REPEATS]  # one probe input set (texts)
         assert rep["speedup"] == pytest.approx(fp32_s / bf16_s)
         assert rep["min_cosine"] == pytest.approx(cos, abs=1e-5)
     else:  # nothing is timed without native bf16
         assert calls == [] and rep["speedup"] is None and rep["min_cosine"] is None
     out = enc.encode_texts(["x"])  # encodes in the chosen precision without measuring again
-    assert out.shape == (1, 16) and len(calls) == (2 if native else 0)
+    assert out.shape == (1, 16) and len(calls) == (1 if native else 0)
 
 
 def test_auto_is_measured_once_per_base_id(monkeypatch):
@@ -201,21 +200,25 @@ def test_auto_is_measured_once_per_base_id(monkeypatch):
     first = TinyEncoder()
     calls = _fake_timings(monkeypatch, first, 1.0, 0.5)
     first.load()  # load() decides too
-    assert first.precision == "bf16" and len(calls) == 2
+    assert first.precision == "bf16" and len(calls) == 1
     again = TinyEncoder()  # same base id: reuses the decision, loads nothing
     assert again.id == first.id and not again.loaded and again.precision_report["speedup"] == 2.0
     other = TinyEncoder(name="other")
     other_calls = _fake_timings(monkeypatch, other, 1.0, 0.99)
-    assert other.id == "text:other@test+fp32" and len(other_calls) == 2
+    assert other.id == "text:other@test+fp32" and len(other_calls) == 1
 
 
-def test_timed_keeps_the_best_repetition(monkeypatch):
-    ticks = iter([0.0, 5.0, 10.0, 12.0, 20.0, 23.0])  # runs of 5 s, 2 s, 3 s after the warm-up
-    monkeypatch.setattr(runtime, "_clock", lambda: next(ticks))
+def test_timed_alternates_and_keeps_the_best_repetition(monkeypatch):
+    # clock readings around the timed runs, fp32 and bf16 alternating after the two warm-ups:
+    # fp32 takes 5, 2, 3 s; bf16 4, 1, 6 s
+    ticks = iter([0, 5, 10, 14, 20, 22, 30, 31, 40, 43, 50, 56])
+    monkeypatch.setattr(runtime, "_clock", lambda: float(next(ticks)))
     enc = TinyEncoder("fp32")
     enc.load()
-    vecs, best = enc._timed(enc._forward_texts, TEXTS, False, 3)
-    assert best == 2.0 and vecs.shape == (len(TEXTS), 16)
+    (v32, s32), (v16, s16) = enc._timed(enc._forward_texts, TEXTS, 3)
+    assert (s32, s16) == (2.0, 1.0)
+    assert v32.shape == v16.shape == (len(TEXTS), 16) and not np.array_equal(v32, v16)
+    assert np.all(cosines(v32, v16) >= BF16_MIN_COSINE)  # real autocast on the tiny model
 
 
 # --- the cache keeps fp32 and bf16 apart ------------------------------------------------------
@@ -268,3 +271,23 @@ def test_minilm_auto_report_is_consistent(monkeypatch):
     assert precision == choose_precision(rep["native_bf16"], rep["speedup"], rep["min_cosine"])[0]
     if rep["native_bf16"]:
         assert rep["speedup"] > 0 and 0.9 < rep["min_cosine"] <= 1.0 + 1e-6
+
+
+def test_runs_record_each_roles_precision(monkeypatch):
+    """``run.json`` gets ``encoder_ids`` with the precision and ``precision`` per role."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from core.evaluation.presets import finish_run
+
+    monkeypatch.setenv("MMREC_BF16", "0")
+    result = SimpleNamespace(meta={"encoders": {"text": "text:minilm+bf16",
+                                                "image": "cnn:efficientnet-lite0",
+                                                "clip": "clip:ViT-Z-99/openai"}},
+                             params={}, metrics=pd.DataFrame())
+    assert finish_run(result) is None
+    meta = result.meta
+    assert meta["precision"] == {"text": "bf16", "image": "fp32"}  # clip cannot be built
+    assert meta["encoder_ids"]["text"]["id"].endswith("+bf16")
+    assert meta["encoder_ids"]["clip"]["id"] is None

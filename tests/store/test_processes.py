@@ -51,6 +51,19 @@ def _rows(root: Path) -> int:
     return sum(r["rows"] for r in EmbeddingStore(root).stats())
 
 
+def _kill_after_rows(proc: subprocess.Popen, root: Path, rows: int) -> int:
+    """SIGKILL ``proc`` once at least ``rows`` vectors are committed under ``root`` (it must still
+    be running then); returns the rows present after the kill."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not (root / "embeddings.duckdb").exists()
+                                           or _rows(root) < rows):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return _rows(root)
+
+
 def _inputs(tmp_path: Path, modality: str, n: int) -> list[str]:
     if modality == "text":
         return [f"review number {i} about dumplings" for i in range(n)]
@@ -62,15 +75,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, modality):
     n = 24
     inputs = _inputs(tmp_path, modality, n)
     root = tmp_path / "interrupted"
-    proc = _spawn(root, inputs, modality, delay=0.08)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not (root / "embeddings.duckdb").exists()
-                                           or _rows(root) < 8):
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    committed = _rows(root)
+    committed = _kill_after_rows(_spawn(root, inputs, modality, delay=0.08), root, 8)
     assert 8 <= committed < n, "the kill should land mid-run"
     assert committed % 4 == 0, "only whole batches are committed"
 
@@ -243,15 +248,7 @@ def test_embed_killed_mid_run_resumes_with_only_the_missing_inputs(tmp_path, yel
                                      if t is not None and str(t).strip())
     assert positions == total, "fixture: every photo and text is distinct"
     root = tmp_path / "interrupted"
-    proc = _embed(root, spec, delay=0.02)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not (root / "embeddings.duckdb").exists()
-                                           or _rows(root) < 8):
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    committed = _rows(root)
+    committed = _kill_after_rows(_embed(root, spec, delay=0.02), root, 8)
     assert 8 <= committed < total, "the kill should land mid-run"
 
     rerun = FakeEncoder()

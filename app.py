@@ -14,7 +14,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages import _ui as ui
-from core import app_api as api
+from core import lab as api
 from core.errors import LabError
 
 st.set_page_config(page_title="Multimodal recommendation lab", page_icon="🍜", layout="wide")

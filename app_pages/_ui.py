@@ -1,4 +1,4 @@
-"""Streamlit glue shared by the pages: session settings, thin caches around ``core.app_api``,
+"""Streamlit glue shared by the pages: session settings, thin caches around ``core.lab``,
 error display and photo cards. Business logic stays in ``core``; this module only wires and draws.
 
 Caching policy (Streamlit's own guidance):
@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import app_api as api
+from core import lab as api
 from core.config import cache_dir as resolve_cache_dir
 from core.data import LoadOptions
 from core.errors import LabError

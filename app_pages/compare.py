@@ -7,7 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from app_pages import _ui as ui
-from core import app_api as api
+from core import lab as api
 from core.evaluation.metrics import METRIC_LABELS, METRICS, PER_USER_METRICS
 
 st.title("Compare techniques")

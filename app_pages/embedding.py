@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages import _ui as ui
-from core import app_api as api
+from core import lab as api
 from core.projection import SAMPLE_THRESHOLD
 
 st.title("Embedding space")

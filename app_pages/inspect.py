@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages import _ui as ui
-from core import app_api as api
+from core import lab as api
 from core.evaluation.metrics import METRIC_LABELS, PER_USER_METRICS
 
 st.title("Inspect a user")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages import _ui as ui
-from core import app_api as api
+from core import lab as api
 
 st.title("Search")
 cfg = ui.settings()

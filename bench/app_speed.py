@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from streamlit.testing.v1 import AppTest
 
-    from core import app_api as api
+    from core import lab as api
     from core.config import cache_dir
 
     root = cache_dir(args.cache_dir)

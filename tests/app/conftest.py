@@ -21,7 +21,7 @@ STORED = ["popular", "als", "itemknn", "image"]
 def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Cache dir holding a 40-restaurant / 200-user / 120-photo demo, set as ``MMREC_CACHE_DIR``
     for the session, with stored runs of ``STORED`` on the app's default settings."""
-    from core import app_api as api
+    from core import lab as api
     from core.data.demo import GENERATOR_VERSION, MARKER, generate_demo
 
     root = tmp_path_factory.mktemp("app-cache")

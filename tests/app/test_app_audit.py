@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from core import app_api as api
+from core import lab as api
 from core.evaluation.evaluator import relevant_matrix
 from core.evaluation.experiment import protocol_audit
 from core.store.runs import RunStore

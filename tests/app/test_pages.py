@@ -130,7 +130,7 @@ def test_inspect_worst_users_and_a_beats_b(app):
 
 
 def test_embedding_map_with_user_overlay(app, demo_cache):
-    from core import app_api as api
+    from core import lab as api
 
     with_photos = api.load("demo", demo_cache).ds.photos["item"].nunique()
     at = app.run()

@@ -38,7 +38,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
-    from core import app_api as api
+    from core import lab as api
     from core.data.demo import GENERATOR_VERSION, MARKER, generate_demo
 
     cache = tmp_path_factory.mktemp("e2e-cache")

@@ -1,4 +1,6 @@
-"""The app facade on hand-made results: tables, user lists, explanations, stored-run reuse; and
+"""The app's engine API (``core.lab``) on stored runs: hand-made results go through the path
+production takes (``run_comparison`` computes, stores them in a temp ``runs.duckdb`` and reloads
+them) and come back as tables, CIs, user lists and top-k lists; explanations; run keys; and
 sessions (threads, processes) asking for the same missing runs at once: computed once, shown to
 both."""
 
@@ -20,7 +22,9 @@ import pandas as pd
 import pytest
 
 import core.evaluation.experiment as experiment
-from core import app_api as api
+from core import lab as api
+from core.evaluation.experiment import ExperimentResult
+from core.lab.compute import _progress_adapter
 from core.store.runs import RunLock, RunStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,48 +33,92 @@ TECHNIQUES = ["popular", "itemknn"]
 WAITING = "another session is computing"
 
 
-def _cmp() -> api.Comparison:
-    users = ["u1", "u2", "u3", "u4"]
-    ndcg = {"als": [1.0, 0.5, 0.0, 0.5], "pop": [0.0, 0.5, 0.0, 0.25]}
+# --- hand-made results, stored and reloaded ---------------------------------------------------
+#: per-user nDCG@10 of u1..u4; "bpr" is asked for too and skipped by the (fake) experiment
+NDCG = {"als": [1.0, 0.5, 0.0, 0.5], "popular": [0.0, 0.5, 0.0, 0.25]}
+USERS = ["u1", "u2", "u3", "u4"]
+ASKED = ["popular", "als", "bpr"]
+SKIP_REASON = "needs a GPU here"
+
+
+def _hand_made(ds, split, techniques, *args, **kwargs) -> ExperimentResult:
+    """Stands in for ``run_experiment``: the same results whatever the data (raw user ids in
+    ``user``, as the real one returns them)."""
+    assert techniques == ASKED
     per_user = pd.DataFrame([
-        {"technique": t, "user_id": u, "metric": "ndcg", "k": 10, "value": v}
-        for t, vals in ndcg.items() for u, v in zip(users, vals)
+        {"technique": t, "user": u, "metric": "ndcg", "k": 10, "value": v}
+        for t, vals in NDCG.items() for u, v in zip(USERS, vals)
     ])
     metrics = pd.DataFrame([
         {"technique": t, "encoder": "", "metric": "ndcg", "k": 10, "value": float(np.mean(v)),
-         "n_users": 4} for t, v in ndcg.items()
+         "n_users": 4} for t, v in NDCG.items()
     ] + [{"technique": "als", "encoder": "", "metric": "map", "k": 10, "value": 0.3,
           "n_users": 4}])
+    recs = pd.DataFrame([
+        {"technique": t, "user_id": "u1", "rank": r, "item_id": i, "score": 1.0 / r}
+        for t in NDCG for r, i in enumerate(["x", "a", "y"] if t == "als" else "abc", start=1)
+    ])
     truth = pd.DataFrame({"user_id": ["u1", "u2", "u3", "u3", "u4"],
                           "item_id": ["a", "b", "c", "d", "e"]})
-    return api.Comparison(techniques=["pop", "als", "missing"], metrics=metrics,
-                          per_user=per_user, recs=pd.DataFrame(), truth=truth)
+    return ExperimentResult(
+        metrics=metrics, per_user=per_user, recs=recs, truth=truth,
+        skipped=pd.DataFrame([{"technique": "bpr", "reason": SKIP_REASON}]))
 
 
-def test_metric_table_rows_follow_request_order_and_skip_absent_techniques():
-    table = api.metric_table(_cmp(), ["ndcg", "map"], [10])
-    assert list(table.index) == ["pop", "als"]
+def _data(key: str = "k") -> api.LabData:
+    """A ``LabData`` for what needs only its key (the fake experiment ignores the dataset)."""
+    return api.LabData(ds=None, spec="hand", key=key, cover=np.array([]), category=np.array([]))
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory) -> api.Comparison:
+    """The hand-made results, computed into a temp cache by ``run_comparison``, then reloaded by
+    a second call (as a page rerun does)."""
+    root = tmp_path_factory.mktemp("runs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(experiment, "run_experiment", _hand_made)
+        first = api.run_comparison(_data(), root, "random", 1, ASKED, {}, {"tune": False})
+    assert first.computed == ["popular", "als"] and first.skipped == {"bpr": SKIP_REASON}
+    again = api.run_comparison(_data(), root, "random", 1, ASKED, {}, {"tune": False},
+                               compute=False)
+    assert again.reused == ["popular", "als"] and again.computed == []
+    return again
+
+
+def test_metric_table_rows_follow_request_order_and_skip_absent_techniques(stored):
+    table = api.metric_table(stored, ["ndcg", "map"], [10])
+    assert stored.available == ["popular", "als"]
+    assert list(table.index) == ["popular", "als"]
     assert list(table.columns) == ["nDCG@10", "MAP@10", "users"]
-    assert table.loc["als", "nDCG@10"] == 0.5 and table.loc["pop", "nDCG@10"] == 0.1875
-    assert pd.isna(table.loc["pop", "MAP@10"])
+    assert table.loc["als", "nDCG@10"] == 0.5 and table.loc["popular", "nDCG@10"] == 0.1875
+    assert pd.isna(table.loc["popular", "MAP@10"])
 
 
-def test_paired_ci_difference_and_interval():
-    ci = api.paired_ci(_cmp(), "pop", "ndcg", 10, seed=0).set_index("technique")
+def test_paired_ci_difference_and_interval(stored):
+    ci = api.paired_ci(stored, "popular", "ndcg", 10, seed=0).set_index("technique")
     assert list(ci.index) == ["als"]
     assert ci.at["als", "diff"] == 0.3125  # mean of (1, 0, 0, 0.25)
     assert 0 <= ci.at["als", "low"] <= 0.3125 <= ci.at["als", "high"] <= 1.0
     assert ci.at["als", "n_users"] == 4
-    assert api.paired_ci(_cmp(), "nobody", "ndcg", 10).empty
+    assert api.paired_ci(stored, "nobody", "ndcg", 10).empty
 
 
-def test_worst_users_and_beats_orderings():
-    worst = api.worst_users(_cmp(), "als", "ndcg", 10, n=2)
+def test_worst_users_and_beats_orderings(stored):
+    worst = api.worst_users(stored, "als", "ndcg", 10, n=2)
     # u3 has 0 and two held-out items; then 0.5 with ties broken by held-out count, then id
     assert worst["user_id"].tolist() == ["u3", "u2"] and worst["held_out"].tolist() == [2, 1]
-    beats = api.beats(_cmp(), "als", "pop", "ndcg", 10, n=4)
+    beats = api.beats(stored, "als", "popular", "ndcg", 10, n=4)
     assert beats["user_id"].tolist() == ["u1", "u4", "u2", "u3"]
     assert beats["value"].tolist() == [1.0, 0.25, 0.0, 0.0]
+
+
+def test_user_lists_and_top_items_come_from_the_store(stored):
+    assert api.user_ids(stored) == USERS
+    assert stored.top_item_ids("u1", "als", n=2) == ["x", "a"]
+    assert stored.top_item_ids("u2", "als") == []
+    assert set(stored.recs_rows(user_id="u1")["technique"]) == {"popular", "als"}
+    rows = stored.per_user_rows(metric="ndcg", k=10, user_id="u4")
+    assert dict(zip(rows["technique"], rows["value"])) == {"als": 0.5, "popular": 0.25}
 
 
 def test_closest_history_item_explains_a_recommendation():
@@ -81,17 +129,14 @@ def test_closest_history_item_explains_a_recommendation():
 
 
 def test_collaborative_runs_do_not_depend_on_encoders():
-    data = api.LabData(ds=None, spec="demo", key="k", cover=np.array([]), category=np.array([]))
-    a = api.run_keys(data, "random", 1, ["als", "image"], {"image": "cnn:a"}, {})
-    b = api.run_keys(data, "random", 1, ["als", "image"], {"image": "cnn:b"}, {})
+    a = api.run_keys(_data(), "random", 1, ["als", "image"], {"image": "cnn:a"}, {})
+    b = api.run_keys(_data(), "random", 1, ["als", "image"], {"image": "cnn:b"}, {})
     assert a["als"] == b["als"] and a["image"] != b["image"]
 
 
 def test_run_keys_change_with_encoder_precision(monkeypatch):
-    data = api.LabData(ds=None, spec="demo", key="k", cover=np.array([]), category=np.array([]))
-
     def key(spec: str) -> dict[str, str]:
-        return api.run_keys(data, "random", 1, ["als", "image"], {"image": spec}, {})
+        return api.run_keys(_data(), "random", 1, ["als", "image"], {"image": spec}, {})
 
     monkeypatch.setenv("MMREC_BF16", "0")
     fp32, suffixed = key("cnn:efficientnet-lite0"), key("cnn:efficientnet-lite0+bf16")
@@ -110,7 +155,7 @@ def test_encoder_roles():
 
 def test_progress_adapter_accepts_both_engine_styles():
     seen = []
-    progress = api._progress_adapter(lambda m, f: seen.append((m, f)))
+    progress = _progress_adapter(lambda m, f: seen.append((m, f)))
     progress("als: fitting")
     progress(50, 200, "photos")
     assert seen == [("als: fitting", None), ("photos: 50/200", 0.25)]
@@ -262,7 +307,7 @@ SESSION = textwrap.dedent("""
     import json, os, sys, time
     sys.path.insert(0, {repo!r})
     import core.evaluation.experiment as experiment
-    from core import app_api as api
+    from core import lab as api
 
     real, log, marker = experiment.run_experiment, {log!r}, {marker!r}
 

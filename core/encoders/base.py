@@ -45,8 +45,12 @@ class Encoder(ABC):
         """
         raise NotImplementedError(f"{self.spec} does not encode images")
 
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Encode texts → ``(n, dim)`` float32, rows L2-normalised."""
+    def encode_texts(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """Encode texts → ``(n, dim)`` float32, rows L2-normalised.
+
+        ``batch_size``: texts per forward pass (default: the encoder's own). An argument, never
+        set on the encoder: one encoder instance is shared by every session of the process.
+        """
         raise NotImplementedError(f"{self.spec} does not encode texts")
 
     @abstractmethod

@@ -165,7 +165,8 @@ class TorchEncoder(Encoder):
     ``text:all-MiniLM-L6-v2@sha256=…``); ``id`` is ``f"{base_id}+{precision}"``.
 
     Attributes:
-        batch_size: default batch size for ``encode_*`` and the cache pipeline.
+        batch_size: the default batch size; ``encode_texts`` and ``image_batches`` take another
+            as an argument (never set this on an encoder the sessions of a process share).
         device: where the model runs (``cpu``; bf16 autocast and the ``auto`` capability check
             follow it).
         base_spec: ``spec`` without its ``+bf16`` / ``+fp32`` suffix (what subclasses parse).
@@ -338,14 +339,14 @@ class TorchEncoder(Encoder):
         return l2_normalise(out.float().cpu().numpy())
 
     # --- the contract ----------------------------------------------------------------------------
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+    def encode_texts(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         if "text" not in self.modalities:
-            return super().encode_texts(texts)
+            return super().encode_texts(texts, batch_size)
         self.load()
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        bs = self.batch_size
+        bs = max(1, batch_size or self.batch_size)
         parts = [self._run(self._forward_texts, texts[i:i + bs]) for i in range(0, len(texts), bs)]
         return np.concatenate(parts)
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.store.connect import connect_with_retry
+from core.store.base import DuckStore
+
+SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projections (
@@ -19,23 +20,19 @@ CREATE TABLE IF NOT EXISTS coords (key VARCHAR, row INTEGER, x FLOAT, y FLOAT);
 """
 
 
-class ProjectionStore:
-    """Coordinates keyed by ``core.projection.projection_key``; short-lived connections with a
-    retry while another process holds the write lock (then ``CacheError`` naming the file)."""
+class ProjectionStore(DuckStore):
+    """Coordinates keyed by ``core.projection.projection_key`` in the DuckDB file at ``path``
+    (created on first use; short-lived connections, see ``core.store.base``)."""
 
-    def __init__(self, path: str | Path, lock_timeout: float = 10.0) -> None:
-        self.path = Path(path)
-        self.lock_timeout = lock_timeout
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.execute(_SCHEMA)
-
-    def _connect(self):
-        return connect_with_retry(self.path, self.lock_timeout, "projection cache")
+    what = "projection cache"
+    schema = _SCHEMA
+    schema_version = SCHEMA_VERSION
+    remedy = "delete the file to start afresh (maps are recomputed on demand)"
+    default_lock_timeout = 10.0
 
     def get(self, key: str) -> np.ndarray | None:
         """The stored ``(n, 2)`` coordinates of ``key``, or ``None``."""
-        with self._connect() as con:
+        with self.connect() as con:
             found = con.execute("SELECT count(*) FROM projections WHERE key = ?", [key]).fetchall()
             if found[0][0]:
                 rows = con.execute(
@@ -52,7 +49,7 @@ class ProjectionStore:
             "key": key, "row": np.arange(len(coords), dtype=np.int32),
             "x": coords[:, 0].astype(np.float32), "y": coords[:, 1].astype(np.float32),
         })
-        with self._connect() as con:
+        with self.connect(write=True) as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 con.execute("DELETE FROM coords WHERE key = ?", [key])

@@ -1,6 +1,11 @@
 """Storage: the DuckDB embedding cache (``EmbeddingStore``), the ``EmbeddingProvider`` techniques
 use, and the functions behind ``python -m core embed`` / ``cache stats`` / ``cache clear``.
 
+Every DuckDB store (this cache, the runs in ``core.store.runs``, the map coordinates in
+``core.projection.store``) is a ``core.store.base.DuckStore``: it declares its schema and version;
+the base creates the file atomically, opens it briefly with a lock retry, checks the version and
+serialises the threads of a process.
+
 No torch here: encoders are imported only when something has to be encoded.
 """
 

@@ -12,51 +12,52 @@ Schema (version ``SCHEMA_VERSION``, recorded in ``meta``):
   review id or item id has which content hash (photos also remember size and mtime, so a warm run
   does not re-read unchanged files).
 
-Concurrency model: DuckDB lets one process open a file for writing, or several for reading, never
-both. The file is created atomically (``core.store.connect.ensure_database``), so no process opens
-one still being created. Every access here opens the file for one short transaction and closes it:
-lookups read-only, each finished batch of new vectors in one read-write transaction (committed, so
-an interrupted job keeps every finished batch and never leaves a torn row). Model inference happens
-with the file closed. If another process holds the file, we retry with backoff for
-``lock_timeout`` seconds (``$MMREC_CACHE_LOCK_TIMEOUT``, default 120) and then raise
-``CacheError`` ("another process is writing the embedding cache; wait for it"). Two writers
-therefore interleave batch by batch; a duplicate vector is ignored (``ON CONFLICT DO NOTHING``),
-so the result is the same as one writer's.
+Concurrency model (the store base, ``core.store.base``): the file is created atomically and
+opened for one short transaction at a time: lookups read-only, each finished batch of new vectors
+in one read-write transaction (committed, so an interrupted job keeps every finished batch and
+never leaves a torn row). Model inference happens with the file closed. If another process holds
+the file, we retry with backoff for ``lock_timeout`` seconds (``$MMREC_CACHE_LOCK_TIMEOUT``,
+default 120) and then raise ``CacheError`` ("another process is writing the embedding cache; wait
+for it"). Two writers therefore interleave batch by batch; a duplicate vector is ignored
+(``ON CONFLICT DO NOTHING``), so the result is the same as one writer's. The batch size is an
+argument of each encoding call, never set on the encoder, which every session of the process
+shares.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import random
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
 
-from core.errors import CacheError
-from core.store.connect import ensure_database
+from core.store.base import LOCK_TIMEOUT_ENV, DuckStore
 
 SCHEMA_VERSION = 1
 DB_NAME = "embeddings.duckdb"
-LOCK_TIMEOUT_ENV = "MMREC_CACHE_LOCK_TIMEOUT"
 #: texts per committed transaction (an interrupted job loses at most this many)
 TEXT_COMMIT_ROWS = 256
 
 Progress = Callable[[int, int, str], None]
 
-_process_locks: dict[str, threading.RLock] = {}
-_process_locks_guard = threading.Lock()
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS encoders(
+    encoder VARCHAR PRIMARY KEY, spec VARCHAR, dim INTEGER, untrained BOOLEAN,
+    shared_space BOOLEAN);
+CREATE TABLE IF NOT EXISTS bad_inputs(
+    modality VARCHAR, hash VARCHAR, reason VARCHAR, PRIMARY KEY (modality, hash));
+CREATE TABLE IF NOT EXISTS dataset_map(
+    dataset VARCHAR, kind VARCHAR, key VARCHAR, hash VARCHAR, path VARCHAR, size BIGINT,
+    mtime_ns BIGINT, PRIMARY KEY (dataset, kind, key));
+"""
 
-
-def _path_lock(path: Path) -> threading.RLock:
-    with _process_locks_guard:
-        return _process_locks.setdefault(str(path), threading.RLock())
+__all__ = ["DB_NAME", "LOCK_TIMEOUT_ENV", "SCHEMA_VERSION", "EmbeddingStore", "Lookup",
+           "file_hash", "text_hash"]
 
 
 def text_hash(text: str) -> str:
@@ -93,96 +94,20 @@ class Lookup:
     seconds: float = 0.0
 
 
-class EmbeddingStore:
+class EmbeddingStore(DuckStore):
     """Get-or-compute access to ``<root>/embeddings.duckdb`` (see the module docstring)."""
+
+    what = "embedding cache"
+    schema = _SCHEMA
+    schema_version = SCHEMA_VERSION
+    remedy = ("move or delete the file (a fresh cache is built on the next run) or use another "
+              "--cache-dir")
+    default_lock_timeout = 120.0
+    create_on_open = False  # the file appears with the first vector; reads of none get None
 
     def __init__(self, root: str | PathLike, lock_timeout: float | None = None) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.path = self.root / DB_NAME
-        if lock_timeout is None:
-            lock_timeout = float(os.environ.get(LOCK_TIMEOUT_ENV, "120") or 120)
-        self.lock_timeout = lock_timeout
-        self._lock = _path_lock(self.path.resolve())
-
-    # --- connections -------------------------------------------------------------------------
-    @contextmanager
-    def connect(self, write: bool = False) -> Iterator:
-        """A short-lived connection (``None`` for a read when the file does not exist yet or
-        holds no schema yet).
-
-        Retries while another process holds a conflicting lock; ``CacheError`` after
-        ``lock_timeout`` seconds. Checks the schema version; creates the schema on first write.
-        """
-        import duckdb
-
-        with self._lock:
-            if not write and not self.path.exists():
-                yield None
-                return
-            if write:
-                ensure_database(self.path)  # never a half-created file for another process
-            deadline = time.monotonic() + self.lock_timeout
-            delay = 0.01
-            while True:
-                try:
-                    con = duckdb.connect(str(self.path), read_only=not write)
-                    break
-                except duckdb.Error as exc:
-                    msg = str(exc)
-                    if "lock" not in msg.lower():
-                        raise CacheError(
-                            f"{self.path}: cannot open the embedding cache ({msg.splitlines()[0]});"
-                            " move the file away to start a fresh cache"
-                        ) from None
-                    if time.monotonic() > deadline:
-                        raise CacheError(
-                            f"{self.path}: another process is writing the embedding cache (waited "
-                            f"{self.lock_timeout:.0f} s); wait for it to finish and run again, or "
-                            f"raise ${LOCK_TIMEOUT_ENV}"
-                        ) from None
-                    time.sleep(delay * (0.5 + random.random()))
-                    delay = min(delay * 2, 0.25)
-            try:
-                ready = self._check_schema(con, write)
-                yield con if ready else None
-            finally:
-                con.close()
-
-    def _check_schema(self, con, write: bool) -> bool:
-        """Whether the file holds the schema (created here on a write). An empty database (a
-        process killed between creating the file and committing the schema leaves one) reads as
-        no cache yet."""
-        tables = {r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables").fetchall()}
-        if "meta" not in tables:
-            if not write:
-                if tables:
-                    raise CacheError(f"{self.path}: not an embedding cache (no meta table); "
-                                     "move it away or point --cache-dir elsewhere")
-                return False
-            con.execute("BEGIN")
-            con.execute("CREATE TABLE meta(key VARCHAR PRIMARY KEY, value VARCHAR)")
-            con.execute("INSERT INTO meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-            con.execute("CREATE TABLE encoders(encoder VARCHAR PRIMARY KEY, spec VARCHAR, "
-                        "dim INTEGER, untrained BOOLEAN, shared_space BOOLEAN)")
-            con.execute("CREATE TABLE bad_inputs(modality VARCHAR, hash VARCHAR, reason VARCHAR, "
-                        "PRIMARY KEY (modality, hash))")
-            con.execute("CREATE TABLE dataset_map(dataset VARCHAR, kind VARCHAR, key VARCHAR, "
-                        "hash VARCHAR, path VARCHAR, size BIGINT, mtime_ns BIGINT, "
-                        "PRIMARY KEY (dataset, kind, key))")
-            con.execute("COMMIT")
-            return True
-        rows = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchall()
-        row = rows[0] if rows else None
-        found = row[0] if row else "missing"
-        if found != str(SCHEMA_VERSION):
-            raise CacheError(
-                f"{self.path}: embedding cache schema version {found}, this code needs "
-                f"{SCHEMA_VERSION}; move or delete the file (it is rebuilt on the next run) or "
-                "use another --cache-dir"
-            )
-        return True
+        super().__init__(self.root / DB_NAME, lock_timeout)
 
     @staticmethod
     def _table(dim: int) -> str:
@@ -502,25 +427,13 @@ class EmbeddingStore:
             con.execute("CHECKPOINT")
         return int(removed)
 
-    def size_bytes(self) -> int:
-        """Size of the database file plus its write-ahead log."""
-        total = 0
-        for p in (self.path, self.path.with_name(self.path.name + ".wal")):
-            if p.exists():
-                total += p.stat().st_size
-        return total
-
 
 # --- encoder adapters: torch encoders stream batches; any other Encoder works too ---------------
 def _encode_texts(encoder, texts: list[str], batch_size: int | None) -> np.ndarray:
-    if batch_size and hasattr(encoder, "batch_size"):
-        old = encoder.batch_size
-        encoder.batch_size = batch_size
-        try:
-            return np.asarray(encoder.encode_texts(texts), dtype=np.float32)
-        finally:
-            encoder.batch_size = old
-    return np.asarray(encoder.encode_texts(texts), dtype=np.float32)
+    """``encoder.encode_texts`` with ``batch_size`` as an argument (the encoder is shared by every
+    session of the process, so its own ``batch_size`` is never changed)."""
+    extra = {"batch_size": batch_size} if batch_size else {}
+    return np.asarray(encoder.encode_texts(texts, **extra), dtype=np.float32)
 
 
 def _image_batches(encoder, paths: list, batch_size: int | None):

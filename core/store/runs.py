@@ -5,12 +5,13 @@ key is a hash of all of these (see ``run_key``). The app computes only the techn
 missing and reloads the others instantly. Stored per run: aggregated metrics, per-user metrics and
 the top-k recommendations; the held-out truth is stored once per split key.
 
-Concurrency: every operation opens a short-lived connection, so the CLI and several app sessions can
-share the file; a writer that finds the file locked by another process retries for a few seconds
-and then raises ``CacheError`` naming the file. Rows of one run are written in one transaction, so a
-reader never sees half a run. Within one process (Streamlit runs each browser session as a thread)
-writes are serialised per file, so two sessions never both create the schema or both store a
-split's truth.
+Concurrency (the store base, ``core.store.base``): every operation opens a short-lived connection
+(read-only for queries), so the CLI and several app sessions can share the file; one that finds the
+file locked by another process retries for ``lock_timeout`` seconds (default 10,
+``$MMREC_CACHE_LOCK_TIMEOUT``) and then raises ``CacheError`` naming the file. Rows of one run are
+written in one transaction, so a reader never sees half a run. Within one process (Streamlit runs
+each browser session as a thread) connections to the file are serialised, so two sessions never
+both create the schema or both store a split's truth.
 
 Computing a run once: ``compute_lock(key)`` is the right to compute run ``key`` — a thread lock
 per key within the process plus ``fcntl.flock`` on ``<cache>/runs.locks/<key>.lock`` across
@@ -40,8 +41,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: locks hold within one process only
     fcntl = None
 
-from core.errors import CacheError
-from core.store.connect import connect_with_retry
+from core.store.base import DuckStore, shared_lock
 
 SCHEMA_VERSION = 1
 FILE_NAME = "runs.duckdb"
@@ -49,22 +49,11 @@ FILE_NAME = "runs.duckdb"
 WAIT_TIMEOUT_ENV = "MMREC_RUN_WAIT_TIMEOUT"
 DEFAULT_WAIT_TIMEOUT = 3600.0
 
-# One lock per database file (writes) and per lock file (computes) in this process. Weak values:
-# an entry lives as long as someone holds or waits on it.
-_guard = threading.Lock()
-_write_locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+# One lock per lock file (computes) in this process. Weak values: an entry lives as long as
+# someone holds or waits on it.
 _compute_locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
 
-
-def _shared_lock(table: weakref.WeakValueDictionary, path: Path, factory: Callable[[], Any]):
-    with _guard:
-        lock = table.get(str(path))
-        if lock is None:
-            lock = table[str(path)] = factory()
-        return lock
-
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 CREATE TABLE IF NOT EXISTS runs (
     run_key VARCHAR PRIMARY KEY, split_key VARCHAR, dataset VARCHAR, split VARCHAR, seed INTEGER,
     technique VARCHAR, encoders VARCHAR, options VARCHAR, ks VARCHAR, params VARCHAR,
@@ -131,7 +120,7 @@ class RunLock:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._thread_lock = _shared_lock(_compute_locks, self.path.resolve(), threading.Lock)
+        self._thread_lock = shared_lock(_compute_locks, self.path.resolve(), threading.Lock)
         self._fd: int | None = None
         self._held = False
 
@@ -214,48 +203,35 @@ class StoredRuns:
     truth: pd.DataFrame
 
 
-class RunStore:
+class RunStore(DuckStore):
     """The runs database at ``path`` (created on first use with the current schema)."""
 
-    def __init__(self, path: str | Path, lock_timeout: float = 10.0,
+    what = "runs database"
+    schema = _SCHEMA
+    schema_version = SCHEMA_VERSION
+    version_key = "schema"  # as recorded by every runs database so far
+    remedy = "delete the file to start afresh (runs are recomputed on demand)"
+    default_lock_timeout = 10.0
+
+    def __init__(self, path: str | Path, lock_timeout: float | None = None,
                  wait_timeout: float | None = None) -> None:
         """Open (or create) the database.
 
         Args:
-            lock_timeout: seconds to retry opening the file while another process holds it.
+            lock_timeout: seconds to retry opening the file while another process holds it
+                (default ``$MMREC_CACHE_LOCK_TIMEOUT``, else 10).
             wait_timeout: how long a caller of ``compute_lock`` should wait for another session
                 computing the same run (default ``$MMREC_RUN_WAIT_TIMEOUT``, else an hour).
         """
-        self.path = Path(path)
-        self.lock_timeout = lock_timeout
         if wait_timeout is None:
             wait_timeout = float(os.environ.get(WAIT_TIMEOUT_ENV) or DEFAULT_WAIT_TIMEOUT)
         self.wait_timeout = wait_timeout
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._write_lock = _shared_lock(_write_locks, self.path.resolve(), threading.Lock)
-        with self._write_lock, self._connect() as con:
-            con.execute(_SCHEMA)
-            rows = con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchall()
-            row = rows[0] if rows else None
-            if row is None:
-                con.execute("INSERT INTO meta VALUES ('schema', ?)", [str(SCHEMA_VERSION)])
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise CacheError(
-                    f"{self.path}: runs database has schema version {row[0]}, this version of the "
-                    f"lab uses {SCHEMA_VERSION}; delete the file to start afresh (runs are "
-                    "recomputed on demand)"
-                )
+        super().__init__(path, lock_timeout)
 
     @classmethod
     def in_cache(cls, cache_root: str | Path) -> RunStore:
         """The store in a cache directory: ``<cache_root>/runs.duckdb``."""
         return cls(Path(cache_root) / FILE_NAME)
-
-    def _connect(self):
-        return connect_with_retry(
-            self.path, self.lock_timeout, "runs database",
-            "; another process may be writing it — retry when it has finished",
-        )
 
     @property
     def lock_dir(self) -> Path:
@@ -273,7 +249,7 @@ class RunStore:
         keys = list(keys)
         if not keys:
             return set()
-        with self._connect() as con:
+        with self.connect() as con:
             rows = con.execute(
                 "SELECT run_key FROM runs WHERE list_contains(?, run_key)", [keys]
             ).fetchall()
@@ -282,7 +258,7 @@ class RunStore:
     def load(self, keys: Sequence[str], split: str | None = None) -> StoredRuns:
         """The rows of the runs ``keys`` (missing keys are ignored) and the truth of ``split``."""
         keys = list(keys)
-        with self._connect() as con:
+        with self.connect() as con:
             def q(table: str, cols: str, order: str) -> pd.DataFrame:
                 return con.execute(
                     f"SELECT {cols} FROM {table} WHERE list_contains(?, run_key) ORDER BY {order}",
@@ -306,7 +282,7 @@ class RunStore:
         (``per_user`` and ``recs`` come back empty; query them with ``query_per_user`` /
         ``query_recs``)."""
         keys = list(keys)
-        with self._connect() as con:
+        with self.connect() as con:
             runs = con.execute("SELECT * FROM runs WHERE list_contains(?, run_key) "
                                "ORDER BY technique", [keys]).df()
             metrics = con.execute(
@@ -344,14 +320,14 @@ class RunStore:
             if value is not None:
                 where.append(f"{col} = ?")
                 params.append(value)
-        with self._connect() as con:
+        with self.connect() as con:
             return con.execute(
                 f"SELECT {columns} FROM {table} WHERE " + " AND ".join(where)
                 + f" ORDER BY {order}", params).df()
 
     def list_runs(self) -> pd.DataFrame:
         """One row per stored run (key, dataset, split, seed, technique, encoders, created)."""
-        with self._connect() as con:
+        with self.connect() as con:
             return con.execute(
                 "SELECT run_key, dataset, split, seed, technique, encoders, created FROM runs "
                 "ORDER BY created"
@@ -395,7 +371,7 @@ class RunStore:
             json.dumps(info.get("timings", {}), sort_keys=True, default=str),
             time.time(),
         ]
-        with self._write_lock, self._connect() as con:
+        with self.connect(write=True) as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 for table in ("runs", "metrics", "per_user", "recs"):
@@ -424,7 +400,7 @@ class RunStore:
 
     def clear(self) -> int:
         """Delete every stored run; returns how many there were."""
-        with self._write_lock, self._connect() as con:
+        with self.connect(write=True) as con:
             n = con.execute("SELECT count(*) FROM runs").fetchall()[0][0]
             for table in ("runs", "metrics", "per_user", "recs", "truth"):
                 con.execute(f"DELETE FROM {table}")

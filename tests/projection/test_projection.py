@@ -1,8 +1,13 @@
-"""UMAP maps: seeded and cached by content; sampling; placing an unmapped vector."""
+"""UMAP maps: seeded and cached by content; sampling; placing an unmapped vector; the projection
+store (sessions of one process at once, files without a schema version, another version)."""
 
 from __future__ import annotations
 
+import threading
+
+import duckdb
 import numpy as np
+import pytest
 
 from core.projection import place_near, project, project_cached, sample_rows
 
@@ -59,3 +64,66 @@ def test_place_near_is_the_similarity_weighted_mean_of_nearest_points():
     w = np.array([3, 1]) / np.sqrt(10) + 1e-6
     expected = (w[0] * coords[0] + w[1] * coords[1]) / w.sum()
     np.testing.assert_allclose(place_near(q, vectors, coords, k=2)[0], expected, rtol=1e-5)
+
+
+def test_sessions_of_one_process_create_the_file_and_store_maps_at_once(tmp_path):
+    # Streamlit sessions are threads of one process sharing DuckDB's database instance: two
+    # sessions creating the schema, or replacing the same map, at once must not collide
+    from core.projection.store import ProjectionStore
+
+    path = tmp_path / "projections.duckdb"
+    coords = np.arange(4000, dtype=np.float32).reshape(2000, 2)
+    n = 4
+    start = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def session(i: int) -> None:
+        start.wait()
+        try:
+            store = ProjectionStore(path)
+            store.put(f"k{i}", coords + i, {"session": i})
+            store.put("shared", coords, {"session": i})  # every session maps the same thing
+            assert store.get("shared") is not None
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    store = ProjectionStore(path)
+    for i in range(n):
+        np.testing.assert_array_equal(store.get(f"k{i}"), coords + i)
+    np.testing.assert_array_equal(store.get("shared"), coords)  # one copy, not one per session
+
+
+def test_a_projection_file_without_a_schema_version_is_adopted(tmp_path):
+    # files written before the store recorded a version: kept, and versioned on first open
+    from core.projection.store import SCHEMA_VERSION, ProjectionStore
+
+    path = tmp_path / "projections.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE projections (key VARCHAR PRIMARY KEY, info VARCHAR, "
+                    "n INTEGER, created DOUBLE)")
+        con.execute("CREATE TABLE coords (key VARCHAR, row INTEGER, x FLOAT, y FLOAT)")
+        con.execute("INSERT INTO projections VALUES ('old', '{}', 2, 0)")
+        con.execute("INSERT INTO coords VALUES ('old', 0, 1, 2), ('old', 1, 3, 4)")
+    store = ProjectionStore(path)
+    np.testing.assert_array_equal(store.get("old"), [[1, 2], [3, 4]])
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT value FROM meta").fetchall() == [(str(SCHEMA_VERSION),)]
+
+
+def test_incompatible_projection_file_names_the_file(tmp_path):
+    from core.errors import CacheError
+    from core.projection.store import ProjectionStore
+
+    path = tmp_path / "projections.duckdb"
+    ProjectionStore(path)
+    with duckdb.connect(str(path)) as con:
+        con.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    with pytest.raises(CacheError, match=r"projections.duckdb: projection cache schema version "
+                                         r"999, this code needs 1; delete the file"):
+        ProjectionStore(path)

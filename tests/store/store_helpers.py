@@ -16,7 +16,8 @@ from core.encoders.base import Encoder, l2_normalise
 
 
 class FakeEncoder(Encoder):
-    """Deterministic 8-d vectors from the content hash; counts every encoded input.
+    """Deterministic 8-d vectors from the content hash; counts every encoded input and records
+    the ``batch_size`` argument of each ``encode_texts`` call.
 
     ``delay`` seconds per input make it slow enough to be interrupted in the resume test.
     """
@@ -32,6 +33,7 @@ class FakeEncoder(Encoder):
         self.batch_size = 4
         self.encoded_images = 0
         self.encoded_texts = 0
+        self.text_batch_sizes: list[int | None] = []  # the batch_size of each encode_texts call
 
     def load(self) -> None:
         pass
@@ -40,7 +42,8 @@ class FakeEncoder(Encoder):
         seed = int.from_bytes(hashlib.sha256(data).digest()[:8], "little")
         return np.random.default_rng(seed).standard_normal(self.dim)
 
-    def encode_texts(self, texts):
+    def encode_texts(self, texts, batch_size=None):
+        self.text_batch_sizes.append(batch_size)
         self.encoded_texts += len(texts)
         time.sleep(self.delay * len(texts))
         return l2_normalise(np.stack([self._vec(t.encode()) for t in texts]))

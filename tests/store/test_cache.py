@@ -229,3 +229,67 @@ def test_provider_accepts_a_message_callback(tmp_path, tiny, registered):
     prov = EmbeddingProvider(tiny, tmp_path / "cache", progress=messages.append)
     prov.item_texts("fake:v1")
     assert messages == ["embedding fake:v1 texts: 0/3", "embedding fake:v1 texts: 3/3"]
+
+
+class SharedEncoder(FakeEncoder):
+    """An encoder every session of a process shares: once in use, its ``batch_size`` must not
+    change (another session's encoding would run with this one's batch size)."""
+
+    in_use = False
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        if self.in_use:
+            raise AssertionError(f"batch_size of a shared encoder set to {value}")
+        self._batch_size = value
+
+
+def test_batch_size_is_an_argument_never_set_on_the_shared_encoder(tmp_path):
+    enc = SharedEncoder()
+    enc.in_use = True
+    store = EmbeddingStore(tmp_path)
+    store.get_or_compute(enc, "text", ["a", "b", "c"], batch_size=2)
+    assert enc.text_batch_sizes == [2] and enc.batch_size == 4
+    store.get_or_compute(enc, "text", ["d"])  # no batch size asked: the encoder's own
+    assert enc.text_batch_sizes == [2, None]
+    from store_helpers import write_images
+
+    res = store.get_or_compute(enc, "image", write_images(tmp_path / "img", 3), batch_size=2)
+    assert res.ok.all() and enc.batch_size == 4
+
+
+def test_torch_encoders_take_the_batch_size_per_call(tmp_path):
+    torch = pytest.importorskip("torch")
+    from core.encoders.runtime import TorchEncoder
+
+    class Stub(TorchEncoder):
+        """A model-free torch encoder that records the size of every forward pass."""
+
+        base_id = "stub"
+        dim = 4
+        modalities = frozenset({"text"})
+
+        def __init__(self) -> None:
+            super().__init__("stub", precision="fp32")
+            self.forward_sizes: list[int] = []
+            self.own_batch_sizes: list[int] = []
+
+        def _build(self) -> None:
+            self._model = object()
+
+        def _forward_texts(self, texts):
+            self.forward_sizes.append(len(texts))
+            self.own_batch_sizes.append(self.batch_size)  # the encoder's, during the call
+            return torch.ones(len(texts), self.dim)
+
+    enc = Stub()
+    EmbeddingStore(tmp_path).get_or_compute(enc, "text", [f"t{i}" for i in range(7)], batch_size=3)
+    assert enc.forward_sizes == [3, 3, 1]
+    assert set(enc.own_batch_sizes) == {TorchEncoder.batch_size}  # never changed, not even briefly
+    enc.forward_sizes.clear()
+    enc.encode_texts([f"u{i}" for i in range(7)])
+    assert enc.forward_sizes == [7]  # the default (32) again: nothing was left behind

@@ -20,8 +20,8 @@ from store_helpers import FakeEncoder, write_images
 import core.encoders as encoders
 from core.errors import CacheError
 from core.store import EmbeddingStore, embed_dataset
+from core.store.base import ensure_database
 from core.store.cache import file_hash, text_hash
-from core.store.connect import ensure_database
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -15,8 +15,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from core.evaluation.metrics import TopKMetrics, evaluate_topk, merge_topk
-from core.evaluation.topk import top_k
-from core.recommenders.base import Recommender, mask_rows
+from core.ranking import mask_rows, top_k
+from core.recommenders.base import MAX_VALID_USERS, Recommender
 
 #: Default cap on one dense score block (batch x n_items x 4 bytes).
 BLOCK_BYTES = 256 * 1024 * 1024
@@ -115,20 +115,60 @@ def evaluate_model(
     )
 
 
-def validation_score(
-    model: Recommender, ctx, k: int = 10, metric: str = "ndcg", max_users: int = 5000
-) -> float:
-    """Mean ``metric@k`` of a model fitted on ``ctx.train`` over the validation users (train
-    masked; at most ``max_users`` users, sampled with ``ctx.seed``). Used to pick hyperparameters.
+@dataclass(eq=False)
+class Validator:
+    """nDCG@``k`` on the validation part: what every tuner picks hyperparameters with.
 
-    Relevance follows ``ctx.options["min_rating"]`` when set."""
-    ds = ctx.dataset
-    relevant = relevant_matrix(ctx.valid, ds.n_users, ds.n_items, ctx.options.get("min_rating"))
-    users = np.nonzero(np.diff(relevant.indptr) > 0)[0]
-    if len(users) == 0:
-        return 0.0
-    if len(users) > max_users:
-        rng = np.random.default_rng(ctx.seed)
-        users = np.sort(rng.choice(users, size=max_users, replace=False))
-    res = evaluate_model(model, ctx.train_csr, relevant, [k], users=users, with_novelty=False)
-    return res.metrics.values[(metric, k)]
+    Implements ``core.recommenders.base.Validator`` (the contract techniques see as
+    ``FitContext.validator``). Built once per context by whoever builds the context (``of``), so
+    techniques never import the evaluation layer. Users are those with a relevant validation item,
+    sampled with ``seed`` down to ``max_users``; their train items are masked, as in testing.
+
+    Attributes:
+        train_csr: the train matrix (masked).
+        relevant: users x items CSR of the relevant validation interactions.
+        seed: seed of the user sample.
+        k: the cut-off of nDCG.
+    """
+
+    train_csr: sp.csr_matrix
+    relevant: sp.csr_matrix
+    seed: int = 42
+    k: int = 10
+
+    @classmethod
+    def of(cls, dataset, train_csr: sp.csr_matrix, valid, seed: int = 42,
+           min_rating: float | None = None, k: int = 10) -> Validator:
+        """The validator of ``valid`` (validation interactions of ``dataset``); relevance follows
+        ``min_rating`` (the run's ``options["min_rating"]``) when set."""
+        relevant = relevant_matrix(valid, dataset.n_users, dataset.n_items, min_rating)
+        return cls(train_csr=train_csr, relevant=relevant, seed=seed, k=k)
+
+    def users(self, max_users: int = MAX_VALID_USERS) -> np.ndarray:
+        """Users with a relevant validation item (int64, ascending), at most ``max_users`` of them
+        (a sample seeded with ``seed``)."""
+        users = np.nonzero(np.diff(self.relevant.indptr) > 0)[0]
+        if len(users) > max_users:
+            rng = np.random.default_rng(self.seed)
+            users = np.sort(rng.choice(users, size=max_users, replace=False))
+        return users
+
+    def score(self, model: Recommender, max_users: int = MAX_VALID_USERS) -> float:
+        """Mean nDCG@``k`` of the fitted ``model`` over ``users(max_users)`` (0.0 without users),
+        evaluated like the test part (``evaluate_model``, in blocks)."""
+        users = self.users(max_users)
+        if len(users) == 0:
+            return 0.0
+        res = evaluate_model(model, self.train_csr, self.relevant, [self.k], users=users,
+                             with_novelty=False)
+        return float(res.metrics.values[("ndcg", self.k)])
+
+    def per_user(self, scores: np.ndarray, users: np.ndarray) -> np.ndarray:
+        """Per-user nDCG@``k`` (float64) of the dense ``scores`` whose rows are ``users``; train
+        items masked (on a copy: ``scores`` is left as given)."""
+        users = np.asarray(users, dtype=np.int64)
+        scores = np.array(scores)
+        mask_rows(scores, self.train_csr, users)
+        ranked = top_k(scores, self.k)[0]
+        per_user = evaluate_topk(ranked, self.relevant[users], [self.k]).per_user["ndcg"][self.k]
+        return np.asarray(per_user, dtype=np.float64)

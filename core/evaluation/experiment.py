@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from core.data.dataset import Dataset
 from core.errors import EncoderUnavailable, LabError, TechniqueUnavailable
-from core.evaluation.evaluator import EvalResult, evaluate_model, relevant_matrix
+from core.evaluation.evaluator import EvalResult, Validator, evaluate_model, relevant_matrix
 from core.evaluation.metrics import METRICS, evaluate_topk
 from core.evaluation.splits import Split, make_split
 
@@ -232,10 +232,11 @@ def run_experiment(
             embeddings = EmbeddingProvider(ds, cache_dir(cache_root), progress=progress)
         except (ImportError, AttributeError) as exc:
             embed_error = f"the embedding layer is not available ({exc})"
+    valid = split.valid if tune and len(split.valid) else None
     ctx = FitContext(
-        dataset=ds, train=split.train, train_csr=train_csr,
-        valid=split.valid if tune and len(split.valid) else None, seed=seed,
+        dataset=ds, train=split.train, train_csr=train_csr, valid=valid, seed=seed,
         embeddings=embeddings, encoders=encoders, options=options, progress=prog.log,
+        validator=None if valid is None else Validator.of(ds, train_csr, valid, seed, min_rating),
     )
 
     item_users = np.asarray(train_csr.getnnz(axis=0), dtype=np.int64)

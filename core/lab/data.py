@@ -106,14 +106,18 @@ def provider(data: LabData, cache_root: str | Path, progress: Any = None):
 
 def fit_context(data: LabData, split: Any, embeddings: Any, encoders: dict[str, str | None],
                 options: dict[str, Any] | None = None, seed: int = 42):
-    """A ``FitContext`` on the split's train part (for representations and content models)."""
+    """A ``FitContext`` on the split's train part (for representations and content models), with
+    the validator of its validation part (as the experiment builds it)."""
+    from core.evaluation.evaluator import Validator
     from core.recommenders import FitContext
 
     opts = {k: v for k, v in (options or {}).items() if k != "tune"}
+    train_csr = data.ds.csr(split.train)
     return FitContext(
-        dataset=data.ds, train=split.train, train_csr=data.ds.csr(split.train),
+        dataset=data.ds, train=split.train, train_csr=train_csr,
         valid=split.valid, seed=seed, embeddings=embeddings,
         encoders={r: s for r, s in encoders.items() if s}, options=opts,
+        validator=Validator.of(data.ds, train_csr, split.valid, seed, opts.get("min_rating")),
     )
 
 

@@ -3,14 +3,48 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from core.data.dataset import Dataset
+from core.errors import LabError
+from core.ranking import mask_rows, top_k
+
+T = TypeVar("T")
+
+#: Validation users a tuner scores at most (a seeded sample beyond this).
+MAX_VALID_USERS = 5000
+
+
+class Validator(Protocol):
+    """How tuners score candidates on the validation part: the one yardstick of every technique.
+
+    Techniques never build one: whoever builds the ``FitContext`` does (the experiment runner, with
+    ``core.evaluation.evaluator.Validator``), so recommenders do not import the evaluation layer.
+    The metric is nDCG@``k`` with the user's train items masked; the users are those with a
+    relevant validation item (``min_rating`` applied), sampled with the context's seed down to
+    ``max_users``, ascending.
+    """
+
+    k: int
+
+    def users(self, max_users: int = MAX_VALID_USERS) -> np.ndarray:
+        """The validation users scored (int64, ascending; empty if none)."""
+        ...
+
+    def score(self, model: Recommender, max_users: int = MAX_VALID_USERS) -> float:
+        """Mean nDCG@``k`` of a fitted ``model`` over ``users(max_users)`` (0.0 without users)."""
+        ...
+
+    def per_user(self, scores: np.ndarray, users: np.ndarray) -> np.ndarray:
+        """Per-user nDCG@``k`` (float64) of a dense score block whose rows are ``users`` (from
+        ``users()``); ``scores`` is not modified."""
+        ...
 
 
 @dataclass
@@ -23,6 +57,9 @@ class FitContext:
         train: the train rows of ``dataset.interactions`` (same columns, original index kept).
         train_csr: binary user x item CSR of ``train``.
         valid: the validation rows, used only to pick hyperparameters (``None`` = no tuning).
+        validator: scores candidates on ``valid`` (see ``Validator``); built by whoever builds
+            the context from the same rows. Techniques tune through ``tuning()``, never by
+            reading ``valid`` themselves.
         seed: random seed for anything stochastic.
         embeddings: a ``core.store.EmbeddingProvider`` giving cached photo/review/item/prompt
             vectors for an encoder spec (``None`` when the run uses no encoder).
@@ -30,6 +67,8 @@ class FitContext:
         options: run-wide switches: ``photo_filter`` (``None``/``"food"``), ``review_filter``
             (``None``/``"positive"``), ``min_rating`` and anything a technique documents.
         progress: optional callable ``progress(message: str)`` for long steps.
+
+    Techniques of one run share work (vectors, masks) through the context's memo: ``memoize``.
     """
 
     dataset: Dataset
@@ -41,10 +80,52 @@ class FitContext:
     encoders: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     progress: Any = None
+    validator: Validator | None = None
+    _memo: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False,
+                                       compare=False)
+    _memo_owner: tuple[int, ...] = field(default=(), init=False, repr=False, compare=False)
 
     def log(self, message: str) -> None:
         if self.progress is not None:
             self.progress(message)
+
+    @property
+    def memo(self) -> dict[Hashable, Any]:
+        """What techniques fitted on this context share (vectors, masks, filter reports), by key.
+
+        Emptied when the context is re-pointed at other data (``train``, ``train_csr``,
+        ``dataset`` or ``embeddings`` replaced), so an entry never outlives what it was built from.
+        """
+        owner = (id(self.train), id(self.train_csr), id(self.dataset), id(self.embeddings))
+        if owner != self._memo_owner:
+            self._memo, self._memo_owner = {}, owner
+        return self._memo
+
+    def memoize(self, key: Hashable, build: Callable[[], T]) -> T:
+        """``build()`` once per ``key`` on this context, then the stored value.
+
+        ``key`` must name everything the value depends on beyond the context's data (encoder
+        spec, filter options), e.g. ``("item_text", spec, review_filter)``.
+        """
+        memo = self.memo
+        if key not in memo:
+            memo[key] = build()
+        return memo[key]
+
+    def tuning(self) -> Validator | None:
+        """The validator to pick hyperparameters with, or ``None`` when this context does not tune
+        (no validation rows, or ``options["tune"]`` false).
+
+        Raises ``LabError`` when the context has validation rows but no validator.
+        """
+        if not self.options.get("tune", True) or self.valid is None or len(self.valid) == 0:
+            return None
+        if self.validator is None:
+            raise LabError(
+                "this FitContext has validation rows but no validator to tune with: build it "
+                "with validator=core.evaluation.evaluator.Validator.of(dataset, train_csr, "
+                "valid, seed, min_rating), or set options['tune']=False")
+        return self.validator
 
 
 class Recommender(ABC):
@@ -101,8 +182,6 @@ class Recommender(ABC):
         Masked positions (seen or excluded) never appear; if fewer than ``n`` items remain, the tail
         is padded with id ``-1`` and score ``-inf``.
         """
-        from core.evaluation.topk import top_k
-
         users = np.atleast_1d(np.asarray(user_idx, dtype=np.int64))
         scores = np.asarray(self.score(users), dtype=np.float32)
         masks = []
@@ -113,10 +192,3 @@ class Recommender(ABC):
         for mask in masks:
             mask_rows(scores, mask, users)
         return top_k(scores, n)
-
-
-def mask_rows(scores: np.ndarray, mask: sp.csr_matrix, users: np.ndarray) -> None:
-    """Set ``scores[i, j] = -inf`` in place wherever ``mask[users[i], j]`` is stored."""
-    sub = mask[users]
-    rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
-    scores[rows, sub.indices] = -np.inf

@@ -36,16 +36,6 @@ PHOTO_FILTERS = (None, "food")
 REVIEW_FILTERS = (None, "positive")
 
 
-def run_cache(ctx: Any) -> dict:
-    """A per-``FitContext`` memo shared by the content techniques of one run (vectors, masks)."""
-    cache = getattr(ctx, "_content_cache", None)
-    owner = (id(ctx.train), id(ctx.train_csr), id(ctx.dataset), id(ctx.embeddings))
-    if cache is None or cache.get("_owner") != owner:  # reset if the context was re-pointed
-        cache = {"_owner": owner}
-        ctx._content_cache = cache
-    return cache
-
-
 def check_options(options: dict[str, Any]) -> None:
     """``TechniqueUnavailable`` naming the option if a filter value is unknown."""
     if options.get("photo_filter") not in PHOTO_FILTERS:
@@ -81,10 +71,15 @@ def photo_keep_mask(ctx: Any) -> np.ndarray:
     All ``True`` without a photo filter. The source of the labels is recorded in
     ``filter_info(ctx)``.
     """
-    cache = run_cache(ctx)
-    key = ("photo_keep", ctx.options.get("photo_filter"), ctx.encoders.get("clip"))
-    if key in cache:
-        return cache[key]
+    return ctx.memoize(_photo_key(ctx), lambda: _photo_keep(ctx))[0]
+
+
+def _photo_key(ctx: Any) -> tuple:
+    return ("photo_keep", ctx.options.get("photo_filter"), ctx.encoders.get("clip"))
+
+
+def _photo_keep(ctx: Any) -> tuple[np.ndarray, dict[str, Any]]:
+    """``(keep mask, report for filter_info)`` of ``photo_keep_mask``."""
     check_options(ctx.options)
     ds = ctx.dataset
     n = len(ds.photos)
@@ -110,9 +105,7 @@ def photo_keep_mask(ctx: Any) -> np.ndarray:
         keep = np.isin(labels.astype(str), list(FOOD_LABELS))
         info.update(source=source, label_counts=pd.Series(labels).value_counts().to_dict())
     info.update(photos_total=int(n), photos_kept=int(keep.sum()))
-    cache[("filter_info", "photo")] = info
-    cache[key] = keep
-    return keep
+    return keep, info
 
 
 def review_keep_mask(ctx: Any, frame: pd.DataFrame) -> np.ndarray:
@@ -125,12 +118,13 @@ def review_keep_mask(ctx: Any, frame: pd.DataFrame) -> np.ndarray:
 
 def filter_info(ctx: Any) -> dict[str, Any]:
     """What the filters did in this run (for ``run.json``): label source, what was kept."""
-    cache = run_cache(ctx)
     out: dict[str, Any] = {
         "photo_filter": ctx.options.get("photo_filter"),
         "review_filter": ctx.options.get("review_filter"),
     }
-    out.update(cache.get(("filter_info", "photo"), {}))
+    photo = ctx.memo.get(_photo_key(ctx))  # only when a technique used the photos
+    if photo is not None:
+        out.update(photo[1])
     if ctx.options.get("review_filter") == "positive":
         keep = review_keep_mask(ctx, ctx.train)
         out.update(train_reviews_total=int(len(keep)), train_reviews_kept=int(keep.sum()),

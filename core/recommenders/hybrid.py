@@ -25,18 +25,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from core.errors import EncoderUnavailable, TechniqueUnavailable
 from core.recommenders import register
-from core.recommenders.base import FitContext, Recommender, mask_rows
+from core.recommenders.base import MAX_VALID_USERS, FitContext, Recommender
 
 DEFAULT_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
 DEFAULT_CONTENTS = (
     "text", "image", "clip-t1", "clip-t2", "clip-t3", "clip-t4", "clip-t5", "multiview",
 )
 DEFAULT_WEIGHT = 0.2  # used when tuning is off (--no-tune)
-VALID_K = 10
 
 
 def zscore_rows(scores: np.ndarray) -> np.ndarray:
@@ -45,14 +43,6 @@ def zscore_rows(scores: np.ndarray) -> np.ndarray:
     mean = scores.mean(axis=1, keepdims=True)
     std = scores.std(axis=1, keepdims=True)
     return ((scores - mean) / np.where(std > 1e-12, std, 1.0)).astype(np.float32)
-
-
-def ndcg_at_k(ranked: np.ndarray, relevant: sp.csr_matrix, k: int) -> np.ndarray:
-    """Per-user nDCG@k (the evaluator's definition) of ranked ids ``(n_users, >=k)`` against the
-    rows of ``relevant``."""
-    from core.evaluation.metrics import evaluate_topk
-
-    return np.asarray(evaluate_topk(ranked, relevant, [k]).per_user["ndcg"][k], dtype=np.float64)
 
 
 @register
@@ -124,36 +114,21 @@ class HybridRecommender(Recommender):
         ctx.log(f"{self.name}: ALS alone, no content blend: {detail}")
 
     def _tune(self, ctx: FitContext) -> tuple[str | None, float]:
-        """Pick (content, w) maximising validation nDCG@10; ALS alone (w = 0) is kept unless the
-        best blend's mean per-user gain exceeds one standard error of that gain."""
-        from core.evaluation.evaluator import relevant_matrix
-        from core.evaluation.topk import top_k
-
+        """Pick (content, w) maximising validation nDCG@10 (``ctx.validator``, per user); ALS alone
+        (w = 0) is kept unless the best blend's mean per-user gain exceeds one standard error of
+        that gain."""
         weights = sorted({float(w) for w in self.params.get("weights", DEFAULT_WEIGHTS)} | {0.0})
         if not self.contents:
             return None, 0.0
-        if ctx.valid is None or len(ctx.valid) == 0 or ctx.options.get("tune") is False:
+        validator = ctx.tuning()
+        if validator is None:
             name = next(iter(self.contents))  # no tuning: the first content at the default weight
             return name, float(self.params.get("default_weight", DEFAULT_WEIGHT))
-        users = np.unique(ctx.valid["user"].to_numpy(dtype=np.int64))
-        limit = int(self.params.get("max_valid_users", 5000))
-        if len(users) > limit:
-            rng = np.random.default_rng(ctx.seed)
-            users = np.sort(rng.choice(users, size=limit, replace=False))
-        valid_csr = relevant_matrix(ctx.valid, ctx.dataset.n_users, ctx.dataset.n_items,
-                                    ctx.options.get("min_rating"))
-        users = users[np.diff(valid_csr.indptr)[users] > 0]
+        users = validator.users(int(self.params.get("max_valid_users", MAX_VALID_USERS)))
         if len(users) == 0:
             return None, 0.0
-        valid_csr = valid_csr[users]
-
-        def quality(scores: np.ndarray) -> np.ndarray:
-            scores = scores.copy()
-            mask_rows(scores, ctx.train_csr, users)
-            return ndcg_at_k(top_k(scores, VALID_K)[0], valid_csr, VALID_K)
-
         z_cf = zscore_rows(self.cf.score(users))
-        base = quality(self.cf.score(users))
+        base = validator.per_user(self.cf.score(users), users)
         best = (float(base.mean()), None, 0.0, base)
         table: dict[str, dict[str, float]] = {"als_only": {"0.0": round(best[0], 6)}}
         for name, rec in self.contents.items():
@@ -162,7 +137,7 @@ class HybridRecommender(Recommender):
             for w in weights:
                 if w == 0.0:
                     continue
-                per_user = quality((1.0 - w) * z_cf + w * z_c)
+                per_user = validator.per_user((1.0 - w) * z_cf + w * z_c, users)
                 value = float(per_user.mean())
                 table[name][str(w)] = round(value, 6)
                 if value > best[0] + 1e-12:

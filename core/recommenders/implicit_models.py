@@ -1,13 +1,13 @@
 """Matrix factorisation through the ``implicit`` package: ``als`` and ``bpr``.
 
 Both fit implicit's CPU models on the binary train CSR (users x items, as implicit 0.7 expects) with
-``random_state = ctx.seed``. With tuning on (``ctx.valid`` given and ``ctx.options["tune"]`` not
-False), hyperparameters are picked by nDCG@10 on the validation part: ALS tries every combination of
-factors {50, 100, 200} x regularization {1, 10}; BPR tries factors {25, 50, 100} and, for each,
-keeps the epoch (checked every 10, up to 200) that scored best. A hyperparameter given to
-``create_recommender`` is fixed, not searched. Without tuning the ``defaults`` are used. Users
-without train history receive the popularity fallback. BPR runs on one thread (implicit's
-multithreaded SGD is lock-free and so not reproducible).
+``random_state = ctx.seed``. With tuning on (``ctx.tuning()``: validation rows given and
+``ctx.options["tune"]`` not false), hyperparameters are picked by ``ctx.validator``, nDCG@10 on the
+validation part: ALS tries every combination of factors {50, 100, 200} x regularization {1, 10};
+BPR tries factors {25, 50, 100} and, for each, keeps the epoch (checked every 10, up to 200) that
+scored best. A hyperparameter given to ``create_recommender`` is fixed, not searched. Without
+tuning the ``defaults`` are used. Users without train history receive the popularity fallback. BPR
+runs on one thread (implicit's multithreaded SGD is lock-free and so not reproducible).
 
 Tie rule: trials whose validation nDCG@10 is within ``TIE_TOLERANCE`` (0.0001) of the best tie,
 and the simplest of the tied trials is kept (``simpler``): ALS fewer factors, then stronger
@@ -101,9 +101,8 @@ class _ImplicitMF(PopularityFallback):
         return model, None, None
 
     def _validation(self, ctx: FitContext) -> float:
-        from core.evaluation.evaluator import validation_score
-
-        return float(validation_score(self, ctx, k=10, metric="ndcg"))
+        """Validation nDCG@10 of the current factors (only called while tuning)."""
+        return ctx.validator.score(self)
 
     def _use(self, model) -> None:
         self._model = model
@@ -118,8 +117,7 @@ class _ImplicitMF(PopularityFallback):
         fixed = dict(self._given)
         params = {**self.defaults, **fixed}
         search = {k: v for k, v in self.grid.items() if k not in fixed}
-        tune = ctx.valid is not None and len(ctx.valid) > 0 and ctx.options.get("tune", True)
-        if not tune:
+        if ctx.tuning() is None:
             self._train(params, ctx)
             self.params = dict(params)
             return self

@@ -14,7 +14,7 @@ with nothing to average gets the zero vector and ``has[...] = False``.
   the items they consumed in train.
 * **User photo vector**: mean of the photo vectors of the items the user consumed in train.
 
-Results are memoised per ``FitContext`` (see ``filters.run_cache``), so techniques of one run that
+Results are memoised per ``FitContext`` (``FitContext.memoize``), so techniques of one run that
 share an encoder share the vectors.
 """
 
@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from core.encoders.base import l2_normalise
 from core.errors import TechniqueUnavailable
-from core.recommenders.filters import photo_keep_mask, review_keep_mask, run_cache
+from core.recommenders.filters import photo_keep_mask, review_keep_mask
 
 
 def group_mean(
@@ -56,13 +56,6 @@ def _provider(ctx: Any) -> Any:
     return ctx.embeddings
 
 
-def _memo(ctx: Any, key: tuple, build):
-    cache = run_cache(ctx)
-    if key not in cache:
-        cache[key] = build()
-    return cache[key]
-
-
 def _filters(ctx: Any) -> tuple:
     return (ctx.options.get("photo_filter"), ctx.options.get("review_filter"),
             ctx.encoders.get("clip"))
@@ -78,7 +71,7 @@ def item_photo_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
         items = ds.photos["item"].to_numpy(dtype=np.int64)
         return group_mean(vecs, items, ds.n_items, keep)
 
-    return _memo(ctx, ("item_photo", spec, *_filters(ctx)), build)
+    return ctx.memoize(("item_photo", spec, *_filters(ctx)), build)
 
 
 def item_document_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +83,7 @@ def item_document_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
         vecs = np.asarray(vecs, np.float32) * ok[:, None]
         return l2_normalise(vecs), ok
 
-    return _memo(ctx, ("item_doc", spec), build)
+    return ctx.memoize(("item_doc", spec), build)
 
 
 def train_review_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +99,7 @@ def train_review_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
         keep = np.asarray(ok, bool)[idx] & review_keep_mask(ctx, train)
         return np.asarray(vecs, np.float32)[idx], keep
 
-    return _memo(ctx, ("train_reviews", spec, ctx.options.get("review_filter")), build)
+    return ctx.memoize(("train_reviews", spec, ctx.options.get("review_filter")), build)
 
 
 def _review_mean_or(
@@ -131,7 +124,7 @@ def item_text_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
         docs, doc_ok = item_document_vectors(ctx, spec)
         return _review_mean_or(ctx, spec, "item", ds.n_items, docs, doc_ok)
 
-    return _memo(ctx, ("item_text", spec, ctx.options.get("review_filter")), build)
+    return ctx.memoize(("item_text", spec, ctx.options.get("review_filter")), build)
 
 
 def user_text_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +136,7 @@ def user_text_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
         from_items, has_items = consumed_mean(ctx.train_csr, item_vecs, item_has)
         return _review_mean_or(ctx, spec, "user", ds.n_users, from_items, has_items)
 
-    return _memo(ctx, ("user_text", spec, ctx.options.get("review_filter")), build)
+    return ctx.memoize(("user_text", spec, ctx.options.get("review_filter")), build)
 
 
 def consumed_mean(
@@ -164,7 +157,7 @@ def user_photo_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
         item_vecs, item_has = item_photo_vectors(ctx, spec)
         return consumed_mean(ctx.train_csr, item_vecs, item_has)
 
-    return _memo(ctx, ("user_photo", spec, *_filters(ctx)), build)
+    return ctx.memoize(("user_photo", spec, *_filters(ctx)), build)
 
 
 def mean_of(*pairs: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

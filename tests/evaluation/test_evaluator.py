@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from core.evaluation.evaluator import evaluate_model, relevant_matrix
+from core.evaluation.evaluator import Validator, evaluate_model, relevant_matrix
 from core.evaluation.splits import make_split
-from core.evaluation.topk import top_k
+from core.ranking import top_k
 from core.recommenders import FitContext, create_recommender
 
 
@@ -33,9 +33,9 @@ def test_top_k_breaks_ties_by_lower_index_and_masks():
 
 @pytest.mark.parametrize("backend", ["torch", "numpy"])
 def test_top_k_matches_a_full_sort_with_many_ties(backend, monkeypatch):
-    import core.evaluation.topk as topk_module
+    import core.ranking
 
-    monkeypatch.setattr(topk_module, "TORCH_MIN_ENTRIES", 0)
+    monkeypatch.setattr(core.ranking, "TORCH_MIN_ENTRIES", 0)
     monkeypatch.setenv("MMREC_TOPK", backend)
     rng = np.random.default_rng(0)
     scores = rng.integers(0, 50, size=(30, 5_000)).astype(np.float32)
@@ -111,8 +111,9 @@ def test_exclude_changes_nothing_when_empty(setup, taste):
 
 def test_tuning_records_trials_and_keeps_the_best(taste):
     split = make_split(taste, "random", seed=1)
-    ctx = FitContext(dataset=taste, train=split.train, train_csr=taste.csr(split.train),
-                     valid=split.valid, seed=1, options={"threads": 1})
+    train = taste.csr(split.train)
+    ctx = FitContext(dataset=taste, train=split.train, train_csr=train, valid=split.valid, seed=1,
+                     options={"threads": 1}, validator=Validator.of(taste, train, split.valid, 1))
     bpr = create_recommender("bpr", factors=25).fit(ctx)  # factors fixed: only epochs searched
     trials = bpr.params["tuning"]["trials"]
     assert bpr.params["factors"] == 25 and len(trials) == 1
@@ -126,3 +127,38 @@ def test_tuning_records_trials_and_keeps_the_best(taste):
               for t in als.params["tuning"]["trials"]}
     assert len(scores) == 6
     assert scores[(als.params["factors"], als.params["regularization"])] == max(scores.values())
+
+
+def test_validator_users_are_the_relevant_ones_sampled_with_the_seed(taste):
+    split = make_split(taste, "random", seed=2)
+    train = taste.csr(split.train)
+    val = Validator.of(taste, train, split.valid, seed=5, min_rating=4)
+    relevant = split.valid[split.valid["rating"] >= 4]["user"].unique()
+    assert val.users().tolist() == sorted(relevant.tolist())
+    few = val.users(max_users=20)
+    assert len(few) == 20 and set(few) <= set(relevant) and np.all(np.diff(few) > 0)
+    assert np.array_equal(few, Validator.of(taste, train, split.valid, 5, 4).users(20))
+    assert not np.array_equal(few, Validator.of(taste, train, split.valid, 6, 4).users(20))
+
+
+def test_validator_scores_a_model_and_a_score_block_alike(taste):
+    """Both tuner paths (a model: implicit; a score block: hybrid's blends) are one yardstick."""
+    split = make_split(taste, "random", seed=2)
+    train = taste.csr(split.train)
+    val = Validator.of(taste, train, split.valid, seed=2)
+    ctx = FitContext(dataset=taste, train=split.train, train_csr=train, seed=2,
+                     options={"tune": False})
+    model = create_recommender("itemknn").fit(ctx)
+    users = val.users(max_users=100)
+    scores = model.score(users)
+    before = scores.copy()
+    per_user = val.per_user(scores, users)
+    assert np.array_equal(scores, before)  # masked on a copy
+    assert per_user.dtype == np.float64 and per_user.shape == (len(users),)
+    assert val.score(model, max_users=100) == pytest.approx(per_user.mean(), abs=1e-12)
+    # the same number as evaluating the validation part like a test part
+    rel = relevant_matrix(split.valid, taste.n_users, taste.n_items)
+    direct = evaluate_model(model, train, rel, [10], users=users).metrics.values[("ndcg", 10)]
+    assert val.score(model, max_users=100) == direct
+    empty = Validator.of(taste, train, split.valid.iloc[:0], seed=2)
+    assert len(empty.users()) == 0 and empty.score(model) == 0.0

@@ -200,15 +200,19 @@ def fit_context(
     split: str = "random", seed: int = 0,
 ) -> FitContext:
     """A ``FitContext`` on a seeded split of ``ds`` with a ``FakeProvider``."""
+    from core.evaluation.evaluator import Validator
     from core.evaluation.splits import make_split
 
     parts = make_split(ds, split, seed)
+    options = dict(options or {})
+    train = ds.csr(parts.train)
     return FitContext(
-        dataset=ds, train=parts.train, train_csr=ds.csr(parts.train), valid=parts.valid,
+        dataset=ds, train=parts.train, train_csr=train, valid=parts.valid,
         seed=seed, embeddings=FakeProvider(ds),
         encoders=dict(encoders if encoders is not None else
                       {"text": "text:fake", "image": "cnn:fake", "clip": "clip:fake"}),
-        options=dict(options or {}),
+        options=options,
+        validator=Validator.of(ds, train, parts.valid, seed, options.get("min_rating")),
     )
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from core.data.dataset import build_dataset
+from core.evaluation.evaluator import Validator
 from core.evaluation.splits import make_split
 from core.recommenders.base import FitContext
 from core.recommenders.implicit_models import TIE_TOLERANCE, ALSRecommender
@@ -28,8 +29,9 @@ def _dataset(n_users: int = 60, n_items: int = 30, per_user: int = 8, seed: int 
 def ctx() -> FitContext:
     ds = _dataset()
     split = make_split(ds, "random", 0)
-    return FitContext(dataset=ds, train=split.train, train_csr=ds.csr(split.train),
-                      valid=split.valid, seed=0, options={"threads": 1})
+    train = ds.csr(split.train)
+    return FitContext(dataset=ds, train=split.train, train_csr=train, valid=split.valid, seed=0,
+                      options={"threads": 1}, validator=Validator.of(ds, train, split.valid, 0))
 
 
 class _Scripted(ALSRecommender):

@@ -1,4 +1,9 @@
-"""Top-k selection over dense score blocks (the one ranking primitive of the engine)."""
+"""The ranking primitives recommenders and evaluation share: top-k selection and row masking.
+
+They live below both layers (``core.recommenders`` ranks in ``Recommender.recommend``,
+``core.evaluation`` in the evaluator) so that neither imports the other for them. Import-light
+(numpy, scipy); ``top_k`` imports torch lazily, and only for big blocks (see ``TORCH_MIN_ENTRIES``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import os
 import sys
 
 import numpy as np
+import scipy.sparse as sp
 
 #: Blocks with at least this many entries use ``torch.topk`` when torch is importable (it selects
 #: without materialising an int64 index per entry, and uses every core, about 10x faster than
@@ -94,3 +100,10 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         ids = np.hstack([ids, np.full((n_rows, pad), -1, dtype=np.int64)])
         vals = np.hstack([vals, np.full((n_rows, pad), -np.inf, dtype=np.float32)])
     return ids, vals
+
+
+def mask_rows(scores: np.ndarray, mask: sp.csr_matrix, users: np.ndarray) -> None:
+    """Set ``scores[i, j] = -inf`` in place wherever ``mask[users[i], j]`` is stored."""
+    sub = mask[users]
+    rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
+    scores[rows, sub.indices] = -np.inf

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 import threading
@@ -11,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import PIL
 import pytest
 from PIL import Image
 
@@ -77,6 +79,40 @@ def test_same_seed_same_bytes(small: Path, tmp_path: Path):
     assert all(a[k] == b[k] for k in a)
     other = generate_demo(tmp_path / "other", seed=4, **SMALL)
     assert tree_bytes(other)[REVIEW_FILE] != a[REVIEW_FILE]
+
+
+# sha256 of the files of ``generate_demo(seed=3, **SMALL)``, taken from the generator before it
+# was split into a package (issue 9): a refactor must leave them alone; a deliberate change of the
+# output bumps GENERATOR_VERSION and takes new hashes. The photos also depend on Pillow's drawing
+# and JPEG encoder, so their digest (over "path sha256" lines) holds for the Pillow it was taken
+# with (constraints.txt).
+PINNED_FILES = {
+    "README.txt": "3dd43dd10c3572544469be1567d5acec57a1bcd169dd1741624108d464b61718",
+    PHOTO_FILE: "336da595766170fd97bb3ce33434848e6262f52edab94642c2c97e9bb0dfd74a",
+    BUSINESS_FILE: "22e0b01f6cbf4f0d23b568e60c52a5b99f7afc9e31f480c0b580659a2947a9bd",
+    REVIEW_FILE: "023a208a74176e1d3b0207abaeafaa20e482eb2ebae265da91dd8ad72a096e70",
+    USER_FILE: "da20f443c3c747335dbdfccd7af6fe625e0c69ff16e4b98143015312ab1c9834",
+}
+PINNED_PHOTOS = ("13.0.0", "a2d73c592c08a6fc27f14542fee93660560dc7ebf2d24e949d0c7a4c1f1cd10c")
+
+
+def sha256_tree(root: Path) -> dict[str, str]:
+    return {name: hashlib.sha256(data).hexdigest() for name, data in tree_bytes(root).items()}
+
+
+def test_pinned_bytes(small: Path):
+    hashes = sha256_tree(small)
+    assert {k: v for k, v in hashes.items() if not k.startswith("photos/")} == PINNED_FILES
+
+
+def test_pinned_photo_bytes(small: Path):
+    pillow, digest = PINNED_PHOTOS
+    if PIL.__version__ != pillow:
+        pytest.skip(f"photo hashes were taken with Pillow {pillow}, this is {PIL.__version__}")
+    photos = sorted((k, v) for k, v in sha256_tree(small).items() if k.startswith("photos/"))
+    assert len(photos) == SMALL["n_photos"]
+    lines = "".join(f"{k} {v}\n" for k, v in photos)
+    assert hashlib.sha256(lines.encode()).hexdigest() == digest
 
 
 def test_yelp_fields_and_formats(small: Path, files):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 import numpy as np
@@ -19,6 +19,7 @@ from core.evaluation.experiment import (
     wide_table,
 )
 from core.evaluation.metrics import METRIC_LABELS, METRICS
+from core.recommenders.spec import TechniqueSpec, as_specs, parse_techniques
 
 
 def parse_ks(text: str) -> list[int]:
@@ -45,11 +46,11 @@ EXIT_NO_RESULTS = 3
 
 
 def encoders_from_args(
-    args: argparse.Namespace, techniques: list[str] | tuple[str, ...] = ()
+    args: argparse.Namespace, techniques: Iterable[str | TechniqueSpec] = ()
 ) -> dict[str, str]:
     """Role -> encoder spec from ``--encoder`` (clip), ``--text-encoder``, ``--image-encoder``;
-    a role that one of ``techniques`` needs (``DEFAULT_ROLES``) and no flag names gets its
-    documented default."""
+    a role that one of the rows ``techniques`` needs (``DEFAULT_ROLES``), that no flag names and
+    that the row's params do not choose gets its documented default."""
     from core.encoders import DEFAULT_IMAGE_ENCODER, DEFAULT_TEXT_ENCODER
     from core.recommenders import get_technique
 
@@ -59,9 +60,11 @@ def encoders_from_args(
         value = getattr(args, attr, None)
         if value:
             out[role] = value
-    for name in techniques:
-        for role in sorted(get_technique(name).needs):
-            if role not in out and role in DEFAULT_ROLES:
+    for row in as_specs(techniques):
+        cls = get_technique(row.technique)
+        chosen = cls.row_encoders(row.params, {})  # roles the row's own params pick
+        for role in sorted(cls.needs):
+            if role not in out and role not in chosen and role in DEFAULT_ROLES:
                 out[role] = defaults[role]
     return out
 
@@ -238,7 +241,7 @@ def evaluate_command(
 
     out = out or sys.stdout
     ks = parse_ks(args.k)
-    techniques = _split_list(args.techniques) or list(DEFAULT_TECHNIQUES)
+    techniques = parse_techniques(args.techniques) or as_specs(DEFAULT_TECHNIQUES)
     which = _metric_filter(getattr(args, "metrics", None))
     preset = getattr(args, "preset", None)
     if preset:
@@ -311,7 +314,7 @@ def recommend_command(
     user = ds.user_index(args.user)
     embeddings = None
     encoders = encoders_from_args(args, [args.technique])
-    if cls.needs or encoders:  # hybrid uses the encoders it is given
+    if cls.uses:
         from core.store import EmbeddingProvider
 
         embeddings = EmbeddingProvider(ds, cache_dir(args.cache_dir), progress=True)

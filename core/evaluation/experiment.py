@@ -15,7 +15,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from core.errors import EncoderUnavailable, LabError, TechniqueUnavailable
 from core.evaluation.evaluator import EvalResult, Validator, evaluate_model, relevant_matrix
 from core.evaluation.metrics import METRICS, evaluate_topk
 from core.evaluation.splits import Split, make_split
+from core.recommenders.spec import TechniqueSpec, as_specs
 
 DEFAULT_KS = (10, 20, 30)
 DEFAULT_TECHNIQUES = ("random", "popular", "als", "bpr", "itemknn")
@@ -37,25 +38,30 @@ METRIC_COLUMNS = ["technique", "encoder", "metric", "k", "value", "n_users"]
 
 @dataclass
 class ExperimentResult:
-    """Everything one ``run_experiment`` call produced (tidy frames + run metadata).
+    """Everything one ``run_experiment`` call produced (tidy frames + run metadata), keyed by
+    the row label (``TechniqueSpec.label``: the technique name for a row without params).
 
     Attributes:
-        metrics: columns ``METRIC_COLUMNS``, one row per (technique, metric, k).
+        metrics: columns ``METRIC_COLUMNS``, one row per (row label, metric, k); ``encoder`` is the
+            encoder(s) the row ran with (``Recommender.row_encoders``: a row's ``encoder`` param
+            wins over the run's encoder of that role).
         per_user: columns technique, user (raw id), metric, k, value (coverage has no per-user
             value).
         recs: columns technique, user_id, rank (1-based), item_id, score: top ``max(ks)`` per
             evaluated user (raw ids; positions with nothing left to rank are omitted).
         truth: columns user_id, item_id: the relevant held-out interactions of evaluated users.
         skipped: columns technique, reason.
-        timings: technique -> {"fit_s", "eval_s"}.
-        params: technique -> hyperparameters used (incl. what validation picked).
-        cold_users: technique -> evaluated users without train history (they got the fallback).
+        timings: row label -> {"fit_s", "eval_s"}.
+        params: row label -> hyperparameters used (incl. what validation picked).
+        cold_users: row label -> evaluated users without train history (they got the fallback).
         items: columns item_id, train_users (distinct train users per item; novelty's c_i).
         meta: dataset, split (kind, seed, ratios, sizes), seed, ks, n_items, n_users, n_train_users,
-            encoders, options, fallbacks, labels (a technique may refine its row label after
-            fitting with ``params["row_label"]``, e.g. a hybrid that kept ALS alone), audit
-            (``protocol_audit``, with ``cold_users`` per technique).
-        models: technique -> the fitted ``Recommender`` (in memory only; not saved).
+            encoders, options, fallbacks, techniques (the row labels in order), rows (row label ->
+            ``TechniqueSpec.identity()``: technique and params), labels (row label -> how it
+            reads in tables: ``Recommender.row_title``, or ``params["row_label"]`` when the
+            technique refines it after fitting, e.g. a hybrid that kept ALS alone), audit
+            (``protocol_audit``, with ``cold_users`` per row).
+        models: row label -> the fitted ``Recommender`` (in memory only; not saved).
     """
 
     metrics: pd.DataFrame
@@ -161,14 +167,10 @@ def audit_note(audit: dict[str, Any]) -> str:
             "cannot reach 1 for the users concerned")
 
 
-def _encoder_label(cls, encoders: dict[str, str]) -> str:
-    return "+".join(encoders[r] for r in sorted(cls.needs) if r in encoders)
-
-
 def run_experiment(
     ds: Dataset,
     split: str | Split = "random",
-    techniques: list[str] | tuple[str, ...] = DEFAULT_TECHNIQUES,
+    techniques: Iterable[str | TechniqueSpec] = DEFAULT_TECHNIQUES,
     ks: list[int] | tuple[int, ...] = DEFAULT_KS,
     seed: int = 42,
     cache_root: str | Path | None = None,
@@ -177,23 +179,25 @@ def run_experiment(
     progress: bool | Callable[[str], None] | None = None,
     tune: bool = True,
 ) -> ExperimentResult:
-    """Fit and evaluate ``techniques`` (registry names) on one split of ``ds``.
+    """Fit and evaluate the rows ``techniques`` on one split of ``ds``.
 
     Args:
+        techniques: the rows: registry names or ``TechniqueSpec`` (technique, params, label); a
+            name is a row without params. Everything is keyed by the row's label.
         split: a split kind (``random``, ``user``, ``temporal``, ``cold-item``) or a ``Split``.
         ks: cut-offs; every metric is computed at each from one top-``max(ks)`` pass.
-        cache_root: cache directory for the embedding provider (only built if a technique needs
-            an encoder).
+        cache_root: cache directory for the embedding provider (only built if a row's technique
+            uses an encoder).
         encoders: role (``text``/``image``/``clip``) -> encoder spec, passed to the techniques.
         options: run-wide switches passed in ``FitContext.options`` (``min_rating``, ``tune``,
-            ``progress_bars`` (set when ``progress is True``),
-            ``photo_filter``, ``review_filter``, ``threads``, ``technique_params`` =
-            {name: params}).
+            ``progress_bars`` (set when ``progress is True``), ``photo_filter``,
+            ``review_filter``, ``threads``).
         progress: ``True`` for tqdm bars on stderr, a callable for messages, ``None`` for silence.
         tune: pick hyperparameters on the validation part (else defaults).
 
-    A technique that raises ``TechniqueUnavailable`` or ``EncoderUnavailable`` is listed in
-    ``skipped`` with the reason; an unknown technique name raises ``TechniqueUnavailable`` at once.
+    A row whose technique raises ``TechniqueUnavailable`` or ``EncoderUnavailable`` is listed in
+    ``skipped`` with the reason; an unknown technique name raises ``TechniqueUnavailable`` at once,
+    two rows with one label ``LabError``.
     """
     from core.recommenders import FitContext, get_technique
 
@@ -205,7 +209,8 @@ def run_experiment(
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise LabError(f"cut-offs must be positive integers, got {ks}")
-    classes = {name: get_technique(name) for name in techniques}  # fail fast on typos
+    rows = as_specs(techniques)
+    classes = {row.label: get_technique(row.technique) for row in rows}  # fail fast on typos
     prog = _Progress(progress)
     if not isinstance(split, Split):
         split = make_split(ds, split, seed)
@@ -223,8 +228,7 @@ def run_experiment(
 
     embeddings = None
     embed_error: str | None = None
-    # hybrid needs no encoder but uses whichever the run has, so encoders alone also ask for one
-    if encoders or any(cls.needs for cls in classes.values()):
+    if any(cls.uses for cls in classes.values()):
         try:
             from core.config import cache_dir
             from core.store import EmbeddingProvider
@@ -243,7 +247,6 @@ def run_experiment(
     n_train_users = int((np.diff(train_csr.indptr) > 0).sum())
     user_ids = np.asarray(ds.user_ids, dtype=object)
     item_ids = np.asarray(ds.item_ids, dtype=object)
-    tech_params = options.get("technique_params", {}) or {}
 
     metric_rows: list[dict[str, Any]] = []
     per_user_parts, rec_parts, skipped = [], [], []
@@ -251,13 +254,14 @@ def run_experiment(
     params: dict[str, dict[str, Any]] = {}
     cold: dict[str, int] = {}
     models: dict[str, Any] = {}
-    for name, cls in classes.items():
+    for row in rows:
+        name, cls = row.label, classes[row.label]
         if cls.needs and embed_error:
             skipped.append({"technique": name, "reason": embed_error})
             prog.log(f"{name}: skipped: {embed_error}")
             continue
         try:
-            model = cls(**dict(tech_params.get(name, {})))
+            model = cls(**dict(row.params))
             prog.log(f"{name}: fitting")
             t0 = time.perf_counter()
             model.fit(ctx)
@@ -273,7 +277,8 @@ def run_experiment(
             skipped.append({"technique": name, "reason": str(exc)})
             prog.log(f"{name}: skipped: {exc}")
             continue
-        encoder = _encoder_label(cls, encoders)
+        row_encoders = cls.row_encoders(row.params, encoders)
+        encoder = "+".join(row_encoders[r] for r in sorted(row_encoders))
         timings[name] = {"fit_s": round(fit_s, 4), "eval_s": round(eval_s, 4)}
         params[name] = _jsonable(model.params)
         cold[name] = res.cold_users
@@ -290,8 +295,8 @@ def run_experiment(
         order = {m: i for i, m in enumerate(METRICS)}
         metrics = metrics.assign(_o=metrics["metric"].map(order)).sort_values(
             ["_o", "k"], kind="stable").drop(columns="_o")
-        tech_order = {t: i for i, t in enumerate(classes)}
-        metrics = metrics.sort_values("technique", key=lambda s: s.map(tech_order),
+        row_order = {t: i for i, t in enumerate(classes)}
+        metrics = metrics.sort_values("technique", key=lambda s: s.map(row_order),
                                       kind="stable").reset_index(drop=True)
     rel = relevant[users].tocoo()
     truth = pd.DataFrame({"user_id": user_ids[users[rel.row]], "item_id": item_ids[rel.col]})
@@ -304,13 +309,13 @@ def run_experiment(
         "n_users": int(len(users)),
         "n_train_users": n_train_users,
         "encoders": encoders,
-        "options": _jsonable({k: v for k, v in options.items()
-                              if k not in ("technique_params", "progress_bars")}),
+        "options": _jsonable({k: v for k, v in options.items() if k != "progress_bars"}),
         "tune": bool(tune),
         "fallbacks": {n: c.fallback for n, c in classes.items()},
-        "labels": {n: str(params.get(n, {}).get("row_label") or c.label or n)
-                   for n, c in classes.items()},
+        "labels": {r.label: str(params.get(r.label, {}).get("row_label")
+                                or classes[r.label].row_title(r.params)) for r in rows},
         "techniques": list(classes),
+        "rows": {r.label: _jsonable(r.identity()) for r in rows},
         "audit": {**audit, "cold_users": dict(cold)},
     }
     return ExperimentResult(

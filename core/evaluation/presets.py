@@ -1,9 +1,10 @@
-"""Evaluation presets: named technique lists with their default encoders, and the run's finishing
-touches (encoder identities, filters, bootstrap CIs against a baseline).
+"""Evaluation presets: named row lists (``TechniqueSpec``) with their default encoders, and the
+run's finishing touches (encoder identities, filters, bootstrap CIs against a baseline).
 
 ``study`` — every row of the study's Table 1 that the encoders allow, plus multi-view and hybrid:
-random, popular, text, image (one row per image encoder), bpr, als, clip-t1 … clip-t5, multiview,
-hybrid. Default encoders (each overridable): ``--text-encoder text:minilm``,
+random, popular, text, image (one row per image encoder: ``image@SPEC`` rows are the ``image``
+technique with param ``encoder=SPEC``), bpr, als, clip-t1 … clip-t5, multiview, hybrid. Default
+encoders (each overridable): ``--text-encoder text:minilm``,
 ``--image-encoder cnn:efficientnet-lite0`` (comma-separated for several image rows),
 ``--encoder clip:ViT-B-32/openai`` (the study's model; offline without its weights, its rows are
 listed as skipped with the reason).
@@ -19,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from core.errors import LabError
+from core.recommenders.spec import TechniqueSpec, as_specs
 
 STUDY_DEFAULT_ENCODERS = {
     "text": "text:minilm",
@@ -30,42 +32,26 @@ STUDY_BASELINE = "als"
 _ARG_OF_ROLE = {"clip": "encoder", "text": "text_encoder", "image": "image_encoder"}
 
 
-def study_techniques(image_encoders: list[str] | tuple[str, ...] = ("",)) -> list[str]:
-    """The study preset's rows in order; one ``image`` row per image encoder (the first is
-    ``image``, the others ``image@SPEC``, see ``image_variant``)."""
-    images = ["image"] + [image_variant(spec) for spec in list(image_encoders)[1:]]
-    return ["random", "popular", "text", *images, "bpr", "als",
-            "clip-t1", "clip-t2", "clip-t3", "clip-t4", "clip-t5", "multiview", "hybrid"]
-
-
-def image_variant(spec: str) -> str:
-    """Register (once) and return the technique ``image@SPEC``: the ``image`` technique bound to
-    image encoder ``spec`` (so one run can hold one image row per encoder)."""
-    from core.recommenders import get_technique, register
-    from core.recommenders.content import ImageRecommender
-
-    name = f"image@{spec}"
-    try:
-        return get_technique(name).name
-    except LabError:
-        pass
-
-    def __init__(self, **params: Any) -> None:
-        ImageRecommender.__init__(self, **{"encoder": spec, **params})
-
-    cls = type(f"ImageRecommender_{abs(hash(spec))}", (ImageRecommender,), {
-        "name": name, "label": "Image", "__init__": __init__,
-        "__doc__": f"Image–image with image encoder {spec}.",
-    })
-    register(cls)
-    return name
+def study_techniques(
+    image_encoders: list[str] | tuple[str, ...] = ("",),
+) -> list[TechniqueSpec]:
+    """The study preset's rows in order; one ``image`` row per image encoder: the first is
+    ``image`` (the run's image encoder), the others ``TechniqueSpec("image", {"encoder": SPEC},
+    label="image@SPEC")``."""
+    images = [TechniqueSpec("image")] + [
+        TechniqueSpec("image", {"encoder": spec}, label=f"image@{spec}")
+        for spec in list(image_encoders)[1:]]
+    return as_specs([
+        "random", "popular", "text", *images, "bpr", "als",
+        "clip-t1", "clip-t2", "clip-t3", "clip-t4", "clip-t5", "multiview", "hybrid"])
 
 
 def apply_preset(
-    preset: str, args: argparse.Namespace, techniques: list[str], which: list[str] | None
-) -> tuple[list[str], list[str] | None]:
+    preset: str, args: argparse.Namespace, techniques: list[TechniqueSpec],
+    which: list[str] | None,
+) -> tuple[list[TechniqueSpec], list[str] | None]:
     """Expand ``--preset``: fill missing encoder flags on ``args`` with the preset's defaults,
-    default ``--baseline``, and return ``(techniques, metrics shown in the table)``."""
+    default ``--baseline``, and return ``(rows, metrics shown in the table)``."""
     if preset != "study":
         raise LabError(f"unknown preset {preset!r}: the only preset is study")
     for role, attr in _ARG_OF_ROLE.items():
@@ -103,8 +89,7 @@ def encoder_identities(encoders: dict[str, str]) -> dict[str, dict[str, Any]]:
 def finish_run(result: Any, baseline: str | None = None, seed: int = 42) -> pd.DataFrame | None:
     """Complete an ``ExperimentResult`` in place for reporting and ``run.json``:
 
-    * ``meta["encoder_ids"]``: every encoder's identity (``encoder_identities``), and the per-row
-      encoder column set to the encoder a row really used (``image@SPEC`` rows);
+    * ``meta["encoder_ids"]``: every encoder's identity (``encoder_identities``);
     * ``meta["precision"]``: ``{role: "fp32" | "bf16"}`` for the encoders that have one;
     * ``meta["filters"]``: the filters and what they kept (from the content techniques' params);
     * with ``baseline``: ``meta["bootstrap"]`` and the returned frame of paired bootstrap CIs
@@ -116,10 +101,6 @@ def finish_run(result: Any, baseline: str | None = None, seed: int = 42) -> pd.D
     meta["encoder_ids"] = encoder_identities(meta.get("encoders", {}))
     meta["precision"] = {role: ident["precision"] for role, ident in meta["encoder_ids"].items()
                          if ident.get("precision")}
-    for name, params in result.params.items():
-        spec = params.get("encoder") if isinstance(params, dict) else None
-        if spec and name.startswith("image@") and not result.metrics.empty:
-            result.metrics.loc[result.metrics["technique"] == name, "encoder"] = spec
     options = meta.get("options", {})
     filters: dict[str, Any] = {"photo_filter": options.get("photo_filter"),
                                "review_filter": options.get("review_filter")}

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from core.lab.choices import ROLES
 from core.lab.compute import Progress, compute_once
 from core.lab.data import LabData
 
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
 
 #: Cut-offs every app run is evaluated at (the charts plot metric vs these k).
 KS: tuple[int, ...] = (1, 5, 10, 20, 30, 50)
-#: Techniques learnt from interactions only: their stored runs do not depend on the encoders.
-COLLABORATIVE = frozenset({"random", "popular", "als", "bpr", "itemknn"})
 
 
 @dataclass
@@ -80,13 +77,10 @@ class Comparison:
 
 
 def _technique_encoders(technique: str, encoders: dict[str, str | None],
-                        needs: dict[str, list[str]]) -> dict[str, str]:
-    if technique in COLLABORATIVE:
-        return {}
-    roles = needs.get(technique) or []
-    if not roles:  # e.g. a hybrid that picks its content part on validation: all encoders matter
-        roles = list(ROLES)
-    return {r: encoders[r] for r in roles if encoders.get(r)}
+                        uses: dict[str, list[str]]) -> dict[str, str]:
+    """The run's encoders of the roles ``technique`` uses (``Recommender.uses``): none for a
+    technique learnt from interactions only, all three for a hybrid."""
+    return {r: encoders[r] for r in uses.get(technique, []) if encoders.get(r)}
 
 
 def run_keys(data: LabData, split: str, seed: int, techniques: Sequence[str],
@@ -99,10 +93,10 @@ def run_keys(data: LabData, split: str, seed: int, techniques: Sequence[str],
     from core.recommenders import list_techniques
     from core.store.runs import run_key
 
-    needs = {row["name"]: row["needs"] for row in list_techniques()}
+    uses = {row["name"]: row["uses"] for row in list_techniques()}
     return {t: run_key(data.key, split, seed, t,
                        {r: spec_with_precision(s)
-                        for r, s in _technique_encoders(t, encoders, needs).items()},
+                        for r, s in _technique_encoders(t, encoders, uses).items()},
                        options, ks) for t in techniques}
 
 

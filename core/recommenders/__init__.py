@@ -65,14 +65,16 @@ def _describe(cls: type[Recommender]) -> dict[str, Any]:
         "name": cls.name,
         "label": cls.label or cls.name,
         "needs": sorted(cls.needs),
+        "uses": sorted(cls.uses),
         "description": doc[0].strip() if doc else "",
         "fallback": cls.fallback,
     }
 
 
 def list_techniques() -> list[dict[str, Any]]:
-    """Every registered technique as ``{name, label, needs, description, fallback}`` (fresh copies),
-    in registration order."""
+    """Every registered technique as ``{name, label, needs, uses, description, fallback}`` (fresh
+    copies), in registration order: ``needs`` are the encoder roles it cannot run without, ``uses``
+    those whose encoder can change its results."""
     _load_builtin()
     return [_describe(cls) for cls in _REGISTRY.values()]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -144,14 +144,40 @@ class Recommender(ABC):
     Class attributes:
         name: registry name (``"als"``, ``"clip-t3"``).
         label: human-readable row label.
-        needs: encoder roles required (subset of {"text", "image", "clip"}).
+        needs: encoder roles required (subset of {"text", "image", "clip"}): without one of them
+            the technique cannot run.
+        uses: encoder roles whose encoder can change its results (a superset of ``needs``;
+            defaults to ``needs``). A hybrid that picks its content part on validation needs no
+            encoder but uses all three; a stored run's key holds the encoders of ``uses``.
         fallback: one sentence on what users without train history receive.
     """
 
     name: ClassVar[str] = ""
     label: ClassVar[str] = ""
     needs: ClassVar[frozenset[str]] = frozenset()
+    uses: ClassVar[frozenset[str]] = frozenset()
     fallback: ClassVar[str] = "scores from the technique itself (no special handling)"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        declared = cls.__dict__.get("uses", cls.uses)
+        cls.uses = frozenset(declared) | frozenset(cls.needs)  # what it needs, it uses
+
+    @classmethod
+    def row_encoders(cls, params: Mapping[str, Any], encoders: Mapping[str, str]) -> dict[str, str]:
+        """The encoder spec per needed role that a row built with ``params`` runs with in a run
+        whose encoders are ``encoders`` (the row's ``encoder`` column); default: the run's
+        encoder of each role in ``needs`` that it has."""
+        return {r: encoders[r] for r in sorted(cls.needs) if encoders.get(r)}
+
+    @classmethod
+    def row_title(cls, params: Mapping[str, Any]) -> str:
+        """How a row built with ``params`` reads in tables: ``label`` (or ``name``), plus the
+        params in brackets when there are any (``ALS (factors=64)``)."""
+        from core.recommenders.spec import format_params
+
+        title = cls.label or cls.name
+        return f"{title} ({format_params(params)})" if params else title
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = dict(params)

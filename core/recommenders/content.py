@@ -10,6 +10,7 @@ Items without a vector (e.g. no photos) score 0, a neutral cosine.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -46,6 +47,15 @@ class EmbeddingRecommender(Recommender):
                 f"{self.name} needs a {self.role} encoder: pass --{self._flag()} SPEC "
                 "(see `python -m core encoders`)")
         return spec
+
+    @classmethod
+    def row_encoders(cls, params: Mapping[str, Any], encoders: Mapping[str, str]) -> dict[str, str]:
+        spec = params.get("encoder") or encoders.get(cls.role)
+        return {cls.role: spec} if spec else {}
+
+    @classmethod
+    def row_title(cls, params: Mapping[str, Any]) -> str:  # the encoder column shows `encoder`
+        return super().row_title({k: v for k, v in params.items() if k != "encoder"})
 
     def _flag(self) -> str:
         return {"text": "text-encoder", "image": "image-encoder", "clip": "encoder"}[self.role]

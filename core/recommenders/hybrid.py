@@ -57,6 +57,7 @@ class HybridRecommender(Recommender):
     name = "hybrid"
     label = "Hybrid ALS + content"
     needs = frozenset()
+    uses = frozenset({"text", "image", "clip"})  # whichever content part validation picks
     fallback = "the ALS fallback blended with the content technique's (item popularity)"
 
     def fit(self, ctx: FitContext) -> HybridRecommender:

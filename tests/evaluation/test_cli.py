@@ -65,6 +65,18 @@ def test_json_and_csv_are_tidy_and_agree(taste, tmp_path):
         assert r.value == pytest.approx(by_json[(r.technique, r.metric, r.k)], abs=1e-6)
 
 
+def test_techniques_take_params_one_row_each(taste, tmp_path):
+    argv = ["evaluate", "--dataset", "x", "--techniques", "als:factors=8,als", "--k", "5",
+            "--seed", "3", "--no-tune", "--cache-dir", str(tmp_path)]
+    rows = json.loads(_run(taste, argv + ["--format", "json"], evaluate_command))
+    assert list(dict.fromkeys(r["technique"] for r in rows)) == ["als:factors=8", "als"]
+    ndcg = {r["technique"]: r["value"] for r in rows if r["metric"] == "ndcg"}
+    assert ndcg["als:factors=8"] != ndcg["als"]  # two fits, not one row twice
+    table = _run(taste, argv, evaluate_command).splitlines()
+    assert any(line.startswith("ALS (factors=8) ") for line in table)
+    assert any(line.startswith("ALS ") for line in table)
+
+
 def test_save_run_is_recomputable(taste, tmp_path):
     out = tmp_path / "run"
     rows = json.loads(_run(taste, EVAL + ["--format", "json", "--save-run", str(out),

@@ -93,6 +93,24 @@ def test_saved_run_recomputes_every_metric(result, tmp_path):
     assert (a - b).abs().max() < 1e-9
 
 
+def test_rows_are_keyed_by_label(taste):
+    from core.recommenders.spec import TechniqueSpec
+
+    rows = [TechniqueSpec("als", {"factors": 8}), TechniqueSpec("als", {"factors": 16}, "small"),
+            "popular"]
+    res = run_experiment(taste, "random", rows, ks=[5], seed=1, tune=False)
+    labels = ["als:factors=8", "small", "popular"]
+    assert list(dict.fromkeys(res.metrics["technique"])) == labels
+    assert list(res.timings) == list(res.params) == list(res.models) == labels
+    assert res.meta["techniques"] == labels
+    assert res.meta["rows"] == {"als:factors=8": {"technique": "als", "params": {"factors": 8}},
+                                "small": {"technique": "als", "params": {"factors": 16}},
+                                "popular": {"technique": "popular", "params": {}}}
+    assert res.meta["labels"] == {"als:factors=8": "ALS (factors=8)",
+                                  "small": "ALS (factors=16)", "popular": "Popular"}
+    assert res.params["small"]["factors"] == 16
+
+
 def test_unknown_technique_fails_before_any_work(taste):
     with pytest.raises(TechniqueUnavailable, match="unknown technique 'alss'"):
         run_experiment(taste, "random", ["alss"])

@@ -20,6 +20,7 @@ from core.evaluation.presets import (  # noqa: E402
     apply_preset,
     study_techniques,
 )
+from core.recommenders.spec import TechniqueSpec  # noqa: E402
 
 ROWS = ["random", "popular", "text", "image", "bpr", "als", "clip-t1", "clip-t2", "clip-t3",
         "clip-t4", "clip-t5", "multiview", "hybrid"]
@@ -49,21 +50,28 @@ def _run(ds, tmp_path, *flags):
 
 
 def test_study_rows_and_defaults():
-    assert study_techniques() == ROWS
+    assert [r.label for r in study_techniques()] == ROWS
+    assert all(r.params == {} and r.technique == r.label for r in study_techniques())
     args = build_parser().parse_args(["evaluate", "--dataset", "demo", "--preset", "study",
                                       "--text-encoder", "text:x"])
     techniques, which = apply_preset("study", args, [], None)
-    assert techniques == ROWS and which == ["map", "ndcg"]
+    assert [r.label for r in techniques] == ROWS and which == ["map", "ndcg"]
     assert args.text_encoder == "text:x"
     assert args.image_encoder == STUDY_DEFAULT_ENCODERS["image"]
     assert args.encoder == "clip:ViT-B-32/openai" and args.baseline == "als"
 
 
 def test_one_image_row_per_image_encoder():
+    from core.recommenders import list_techniques
+
+    before = list_techniques()
     args = build_parser().parse_args(["evaluate", "--dataset", "demo", "--preset", "study",
                                       "--image-encoder", "cnn:a,cnn:b"])
     techniques, _ = apply_preset("study", args, [], None)
-    assert techniques[3:5] == ["image", "image@cnn:b"] and args.image_encoder == "cnn:a"
+    assert techniques[3:5] == [TechniqueSpec("image"),
+                               TechniqueSpec("image", {"encoder": "cnn:b"}, label="image@cnn:b")]
+    assert args.image_encoder == "cnn:a"
+    assert list_techniques() == before  # a row, not a class registered process-wide
 
 
 @pytest.mark.slow
@@ -93,6 +101,9 @@ def test_study_runs_every_row_with_ci_column_and_run_json(ds, tmp_path):
 
 
 def test_rows_that_cannot_run_are_listed_with_the_reason(ds, tmp_path):
+    from core.recommenders import list_techniques
+
+    registry = list_techniques()
     text = _run(ds, tmp_path, "--encoder", "clip:unavailable", "--text-encoder", "text:fake",
                 "--image-encoder", "cnn:fake,cnn:noise", "--format", "json")
     rows = json.loads(text)
@@ -101,6 +112,7 @@ def test_rows_that_cannot_run_are_listed_with_the_reason(ds, tmp_path):
     assert ran == (set(ROWS) | {"image@cnn:noise"}) - clip_rows
     encoders = {r["technique"]: r["encoder"] for r in rows}
     assert encoders["image"] == "cnn:fake" and encoders["image@cnn:noise"] == "cnn:noise"
+    assert list_techniques() == registry  # two image rows, no class registered
     assert {r["metric"] for r in rows} >= {"map", "ndcg", "recall", "precision"}  # json: all
     hybrid = [r for r in rows if r["technique"] == "hybrid" and r["metric"] == "ndcg"]
     assert all("ci_low" in r and r["baseline"] == "als" for r in hybrid)

@@ -300,10 +300,13 @@ def test_hybrid_without_content_says_so_in_its_label_and_on_the_console(ds):
 
 def test_hybrid_row_label_reaches_the_table(ds):
     from core.evaluation.experiment import run_experiment
+    from core.recommenders.spec import TechniqueSpec
 
-    result = run_experiment(ds, "random", ["hybrid"], ks=[5], seed=0,
-                            options={"technique_params": {"hybrid": {"cf_fixed": ALS}}})
+    row = TechniqueSpec("hybrid", {"cf_fixed": ALS}, label="hybrid")
+    result = run_experiment(ds, "random", [row], ks=[5], seed=0)
     assert result.meta["labels"]["hybrid"].startswith("Hybrid: ALS alone (no content blend")
+    assert result.meta["rows"]["hybrid"] == {"technique": "hybrid",
+                                             "params": {"cf_fixed": dict(ALS)}}
 
 
 def test_fake_encoder_spaces_differ():

@@ -33,10 +33,19 @@ def test_registry_lists_the_baselines_with_their_descriptions():
     names = [r["name"] for r in rows]
     assert names[:5] == ["random", "popular", "als", "bpr", "itemknn"]
     for row in rows:
-        assert set(row) == {"name", "label", "needs", "description", "fallback"}
+        assert set(row) == {"name", "label", "needs", "uses", "description", "fallback"}
         assert row["label"] and row["description"] and row["fallback"]
+        assert set(row["needs"]) <= set(row["uses"])  # what a technique needs, it uses
     rows[0]["name"] = "changed"  # a copy: the registry is unaffected
     assert list_techniques()[0]["name"] == "random"
+
+
+def test_uses_lists_the_encoder_roles_that_change_results():
+    uses = {r["name"]: r["uses"] for r in list_techniques()}
+    assert all(uses[t] == [] for t in ("random", "popular", "als", "bpr", "itemknn"))
+    assert uses["text"] == ["text"] and uses["image"] == ["image"] and uses["clip-t3"] == ["clip"]
+    assert uses["hybrid"] == ["clip", "image", "text"]  # needs none, blends whichever it picks
+    assert get_technique("hybrid").needs == frozenset()
 
 
 def test_unknown_technique_names_the_known_ones():

@@ -24,6 +24,7 @@ from core import lab as api
 from core.config import cache_dir as resolve_cache_dir
 from core.data import LoadOptions
 from core.errors import LabError
+from core.progress import ProgressEvent
 
 #: Per-session settings and their defaults; ``app.py`` sets them once per session.
 DEFAULTS: dict[str, Any] = {
@@ -191,35 +192,42 @@ def paired_ci(cmp: api.Comparison, baseline: str, metric: str, k: int, seed: int
 
 
 def run_with_status(lab: api.LabData, cfg: Settings, techniques: list[str]) -> api.Comparison:
-    """Compute the missing runs of ``techniques`` inside an ``st.status`` box with progress.
+    """Compute the missing runs of ``techniques`` inside an ``st.status`` box, drawn from the
+    engine's ``ProgressEvent``s: the overall bar counts rows that ended (``done`` / ``skipped``),
+    a second bar follows the counted job at hand (encoding, tuning, scoring users), other events
+    are lines.
 
-    Warnings the engine reports (lines starting ``warning:``, e.g. the protocol audit finding
-    held-out pairs also in train) are shown in the box and kept in
-    ``st.session_state["run_warnings"]`` for the page to show after its rerun."""
+    Warnings (events with ``warning``, e.g. the protocol audit finding held-out pairs also in
+    train) are shown in the box and kept in ``st.session_state["run_warnings"]`` for the page to
+    show after its rerun."""
     missing = [t for t in techniques
                if t not in api.stored_techniques(lab, cfg.cache_root, cfg.split, cfg.seed,
                                                  techniques, cfg.encoders, cfg.options)]
     with st.status(f"Running {', '.join(missing)} …", expanded=True) as status:
         bar = st.progress(0.0)
-        done: list[str] = []
-
+        job = st.empty()
+        ended: set[str] = set()
         warned: list[str] = st.session_state.setdefault("run_warnings", [])
         warned.clear()
 
-        def progress(message: str, fraction: float | None = None) -> None:
-            if message.startswith("warning:"):  # e.g. the protocol audit found overlap
-                warned.append(message)
-                st.warning(message.removeprefix("warning: "), icon=":material/warning:")
-            else:
-                st.write(message)
-            for t in missing:
-                if message.startswith(f"{t}: fit ") or message.startswith(f"{t}: skipped"):
-                    done.append(t)
-            bar.progress(min(1.0, len(set(done)) / max(1, len(missing))))
+        def progress(event: ProgressEvent) -> None:
+            if event.counted:
+                job.progress(event.fraction or 0.0, text=event.line())
+                return
+            if event.warning:
+                warned.append(event.message)
+                st.warning(event.message, icon=":material/warning:")
+            elif event.message:
+                st.write(event.line())
+            if event.phase in ("done", "skipped") and event.technique in missing:
+                ended.add(event.technique)
+                job.empty()
+                bar.progress(len(ended) / max(1, len(missing)))
 
         result = api.run_comparison(lab, cfg.cache_root, cfg.split, cfg.seed, techniques,
                                     cfg.encoders, cfg.options, progress=progress)
         bar.progress(1.0)
+        job.empty()
         status.update(label=f"Computed {', '.join(result.computed) or 'nothing'}; stored in "
                             "runs.duckdb" + (" (see the warning)" if warned else ""),
                       state="complete", expanded=bool(warned))

@@ -55,7 +55,7 @@ if notice:
     for technique, reason in skipped.items():
         st.error(f"{technique} skipped: {reason}", icon=":material/error:")
     for message in st.session_state.pop("run_warnings", []):  # e.g. the protocol audit
-        st.warning(message.removeprefix("warning: "), icon=":material/warning:")
+        st.warning(message, icon=":material/warning:")
 
 with ui.guard():
     cmp = ui.comparison(lab, cfg, chosen)

@@ -301,6 +301,7 @@ def recommend_command(
     """``python -m core recommend``: fit one technique on all interactions and print the top-n
     unseen items of one raw user id (names and scores)."""
     from core.config import cache_dir
+    from core.progress import ConsoleProgress, stamped
     from core.recommenders import FitContext, get_technique
 
     out = out or sys.stdout
@@ -314,14 +315,14 @@ def recommend_command(
     user = ds.user_index(args.user)
     embeddings = None
     encoders = encoders_from_args(args, [args.technique])
+    progress = stamped(ConsoleProgress(), lambda: args.technique)
     if cls.uses:
         from core.store import EmbeddingProvider
 
-        embeddings = EmbeddingProvider(ds, cache_dir(args.cache_dir), progress=True)
+        embeddings = EmbeddingProvider(ds, cache_dir(args.cache_dir), progress=progress)
     ctx = FitContext(dataset=ds, train=ds.interactions, train_csr=ds.csr(), valid=None,
                      seed=args.seed, embeddings=embeddings, encoders=encoders,
-                     options={"tune": False},
-                     progress=lambda m: print(m, file=sys.stderr))
+                     options={"tune": False}, progress=progress)
     model = cls().fit(ctx)
     ids, scores = model.recommend(np.array([user]), args.n)
     keep = ids[0] >= 0

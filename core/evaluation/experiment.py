@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from core.errors import EncoderUnavailable, LabError, TechniqueUnavailable
 from core.evaluation.evaluator import EvalResult, Validator, evaluate_model, relevant_matrix
 from core.evaluation.metrics import METRICS, evaluate_topk
 from core.evaluation.splits import Split, make_split
+from core.progress import Progress, ProgressEvent, resolve_progress, stamped
 from core.recommenders.spec import TechniqueSpec, as_specs
 
 DEFAULT_KS = (10, 20, 30)
@@ -98,30 +98,6 @@ def wide_table(metrics: pd.DataFrame, which: list[str] | None = None) -> pd.Data
     return wide
 
 
-class _Progress:
-    """Messages (``callable``), tqdm bars on stderr (``True``) or nothing (``None``)."""
-
-    def __init__(self, progress: bool | Callable[[str], None] | None) -> None:
-        self.bars = progress is True
-        self.callback = progress if callable(progress) else None
-
-    def log(self, message: str) -> None:
-        if self.callback is not None:
-            self.callback(message)
-        elif self.bars:
-            from tqdm.auto import tqdm
-
-            tqdm.write(message, file=sys.stderr)
-
-    def bar(self, total: int, desc: str):
-        if not self.bars:
-            return None
-        from tqdm.auto import tqdm
-
-        return tqdm(total=total, desc=desc, unit="user", file=sys.stderr, leave=False,
-                    mininterval=0.5, delay=2.0)
-
-
 def protocol_audit(
     train: sp.csr_matrix, valid: sp.csr_matrix, test: sp.csr_matrix, relevant: sp.csr_matrix
 ) -> dict[str, int]:
@@ -151,9 +127,9 @@ def protocol_audit(
     }
 
 
-def audit_note(audit: dict[str, Any]) -> str:
-    """One line on the audit; it starts with ``warning:`` when a held-out pair is also in train
-    or validation or a relevant pair is unreachable."""
+def audit_event(audit: dict[str, Any]) -> ProgressEvent:
+    """The audit as an ``audit`` event: one sentence, ``warning`` when a held-out pair is also in
+    train or validation or a relevant pair is unreachable."""
     in_train, in_valid = audit.get("test_pairs_in_train", 0), audit.get("test_pairs_in_valid", 0)
     unreachable = audit.get("unreachable_relevant", 0)
     text = (f"protocol audit: {in_train} held-out test pairs also in the user's train, "
@@ -161,10 +137,17 @@ def audit_note(audit: dict[str, Any]) -> str:
             f"relevant pairs unreachable (masked as already seen); "
             f"{audit.get('evaluated_users', 0)} users evaluated")
     if not (in_train or in_valid or unreachable):
-        return text
-    return ("warning: " + text + ". Repeated user-item pairs were split apart: collapse them "
-            "before splitting (the loader's LoadOptions.repeats); until then recall and nDCG "
-            "cannot reach 1 for the users concerned")
+        return ProgressEvent("audit", message=text)
+    return ProgressEvent("audit", warning=True, message=(
+        text + ". Repeated user-item pairs were split apart: collapse them before splitting (the "
+        "loader's LoadOptions.repeats); until then recall and nDCG cannot reach 1 for the users "
+        "concerned"))
+
+
+def audit_note(audit: dict[str, Any]) -> str:
+    """One line on the audit; it starts with ``warning:`` when a held-out pair is also in train
+    or validation or a relevant pair is unreachable (``audit_event``'s line)."""
+    return audit_event(audit).line()
 
 
 def run_experiment(
@@ -176,7 +159,7 @@ def run_experiment(
     cache_root: str | Path | None = None,
     encoders: dict[str, str] | None = None,
     options: dict[str, Any] | None = None,
-    progress: bool | Callable[[str], None] | None = None,
+    progress: bool | Progress | None = None,
     tune: bool = True,
 ) -> ExperimentResult:
     """Fit and evaluate the rows ``techniques`` on one split of ``ds``.
@@ -190,9 +173,11 @@ def run_experiment(
             uses an encoder).
         encoders: role (``text``/``image``/``clip``) -> encoder spec, passed to the techniques.
         options: run-wide switches passed in ``FitContext.options`` (``min_rating``, ``tune``,
-            ``progress_bars`` (set when ``progress is True``), ``photo_filter``,
-            ``review_filter``, ``threads``).
-        progress: ``True`` for tqdm bars on stderr, a callable for messages, ``None`` for silence.
+            ``photo_filter``, ``review_filter``, ``threads``).
+        progress: a ``core.progress.Progress`` called with ``ProgressEvent``s (phases ``audit``,
+            ``fit``, ``tune``, ``embed``, ``evaluate``, ``done``, ``skipped``, ``note``; the
+            event's ``technique`` is the row label), ``True`` for ``ConsoleProgress`` (tqdm bars
+            and lines on stderr), ``None`` for silence.
         tune: pick hyperparameters on the validation part (else defaults).
 
     A row whose technique raises ``TechniqueUnavailable`` or ``EncoderUnavailable`` is listed in
@@ -204,14 +189,14 @@ def run_experiment(
     encoders = dict(encoders or {})
     options = dict(options or {})
     options.setdefault("tune", bool(tune))
-    if progress is True:
-        options.setdefault("progress_bars", True)  # techniques may show bars for long steps
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise LabError(f"cut-offs must be positive integers, got {ks}")
     rows = as_specs(techniques)
     classes = {row.label: get_technique(row.technique) for row in rows}  # fail fast on typos
-    prog = _Progress(progress)
+    sink = resolve_progress(progress)
+    fitting: list[str | None] = [None]  # the row whose events these are
+    emit = stamped(sink, lambda: fitting[0]) or (lambda event: None)
     if not isinstance(split, Split):
         split = make_split(ds, split, seed)
     min_rating = options.get("min_rating")
@@ -224,7 +209,7 @@ def run_experiment(
             f"{ds.name}: no user has a relevant held-out interaction in the {split.kind} split"
             + (f" with --min-rating {min_rating}" if min_rating is not None else ""))
     audit: dict[str, Any] = protocol_audit(train_csr, valid_csr, ds.csr(split.test), relevant)
-    prog.log(audit_note(audit))
+    emit(audit_event(audit))
 
     embeddings = None
     embed_error: str | None = None
@@ -233,13 +218,13 @@ def run_experiment(
             from core.config import cache_dir
             from core.store import EmbeddingProvider
 
-            embeddings = EmbeddingProvider(ds, cache_dir(cache_root), progress=progress)
+            embeddings = EmbeddingProvider(ds, cache_dir(cache_root), progress=emit)
         except (ImportError, AttributeError) as exc:
             embed_error = f"the embedding layer is not available ({exc})"
     valid = split.valid if tune and len(split.valid) else None
     ctx = FitContext(
         dataset=ds, train=split.train, train_csr=train_csr, valid=valid, seed=seed,
-        embeddings=embeddings, encoders=encoders, options=options, progress=prog.log,
+        embeddings=embeddings, encoders=encoders, options=options, progress=emit,
         validator=None if valid is None else Validator.of(ds, train_csr, valid, seed, min_rating),
     )
 
@@ -256,26 +241,31 @@ def run_experiment(
     models: dict[str, Any] = {}
     for row in rows:
         name, cls = row.label, classes[row.label]
+        fitting[0] = name
         if cls.needs and embed_error:
             skipped.append({"technique": name, "reason": embed_error})
-            prog.log(f"{name}: skipped: {embed_error}")
+            emit(ProgressEvent("skipped", name, message=embed_error))
             continue
         try:
             model = cls(**dict(row.params))
-            prog.log(f"{name}: fitting")
+            emit(ProgressEvent("fit", name, message="fitting"))
             t0 = time.perf_counter()
             model.fit(ctx)
             fit_s = time.perf_counter() - t0
-            bar = prog.bar(len(users), f"{name}: evaluating")
+            scored = [0]
+
+            def users_done(n: int, name: str = name) -> None:
+                scored[0] += n
+                emit(ProgressEvent("evaluate", name, scored[0], len(users), "evaluating"))
+
+            emit(ProgressEvent("evaluate", name, 0, len(users), "evaluating"))
             t0 = time.perf_counter()
             res = evaluate_model(model, train_csr, relevant, ks, exclude=valid_csr, users=users,
-                                 progress=bar.update if bar is not None else None)
+                                 progress=users_done)
             eval_s = time.perf_counter() - t0
-            if bar is not None:
-                bar.close()
         except (TechniqueUnavailable, EncoderUnavailable) as exc:
             skipped.append({"technique": name, "reason": str(exc)})
-            prog.log(f"{name}: skipped: {exc}")
+            emit(ProgressEvent("skipped", name, message=str(exc)))
             continue
         row_encoders = cls.row_encoders(row.params, encoders)
         encoder = "+".join(row_encoders[r] for r in sorted(row_encoders))
@@ -288,7 +278,8 @@ def run_experiment(
                                 "value": value, "n_users": res.n_users})
         per_user_parts.append(_per_user_frame(name, res, user_ids))
         rec_parts.append(_recs_frame(name, res, user_ids, item_ids))
-        prog.log(f"{name}: fit {fit_s:.1f}s, evaluation {eval_s:.1f}s")
+        emit(ProgressEvent("done", name, message=f"fit {fit_s:.1f}s, evaluation {eval_s:.1f}s"))
+    fitting[0] = None
 
     metrics = pd.DataFrame(metric_rows, columns=METRIC_COLUMNS)
     if not metrics.empty:
@@ -309,7 +300,7 @@ def run_experiment(
         "n_users": int(len(users)),
         "n_train_users": n_train_users,
         "encoders": encoders,
-        "options": _jsonable({k: v for k, v in options.items() if k != "progress_bars"}),
+        "options": _jsonable(options),
         "tune": bool(tune),
         "fallbacks": {n: c.fallback for n, c in classes.items()},
         "labels": {r.label: str(params.get(r.label, {}).get("row_label")

@@ -8,19 +8,19 @@ run itself only when the other failed, skipped it or took longer than ``RunStore
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
+
+from core.progress import Progress, ProgressEvent
 
 if TYPE_CHECKING:
     from core.lab.data import LabData
     from core.store.runs import RunStore
 
-#: ``progress(message, fraction_or_None)``: how the engine reports what it is doing.
-Progress = Callable[[str, float | None], None]
+__all__ = ["Progress", "compute_once"]
 
 
 def compute_once(data: LabData, cache_root: Path, store: RunStore, split: str, seed: int,
@@ -62,7 +62,9 @@ def compute_once(data: LabData, cache_root: Path, store: RunStore, split: str, s
     def waiting(seconds: float, technique: str) -> None:
         if progress is not None:
             tail = f" ({seconds:.0f} s)" if seconds >= 1 else ""
-            progress(f"another session is computing {technique}; waiting{tail}", None)
+            progress(ProgressEvent("wait", technique,
+                                   message=f"another session is computing {technique}; "
+                                           f"waiting{tail}"))
 
     held = []
     try:
@@ -83,15 +85,11 @@ def _compute(data, cache_root, store, split, seed, missing, encoders, options, k
              progress) -> tuple[list[str], dict[str, str]]:
     from core.evaluation.experiment import run_experiment
 
-    def report(message: str, fraction: float | None = None) -> None:
-        if progress is not None:
-            progress(message, fraction)
-
     opts = {k: v for k, v in options.items() if k != "tune"}
     result = run_experiment(
         data.ds, split, list(missing), list(ks), seed, cache_root,
         encoders={r: s for r, s in encoders.items() if s}, options=opts,
-        progress=_progress_adapter(report), tune=bool(options.get("tune", True)),
+        progress=progress, tune=bool(options.get("tune", True)),
     )
     skipped = _skipped(result)
     per_user = _raw_user_ids(data, result.per_user)
@@ -120,20 +118,6 @@ def _compute(data, cache_root, store, split, seed, missing, encoders, options, k
         )
         computed.append(technique)
     return computed, skipped
-
-
-def _progress_adapter(report: Callable[[str, float | None], None]) -> Callable[..., None]:
-    """One callback for both engine styles: the experiment's ``progress(message)`` and the
-    embedding provider's ``progress(done, total, label)``; forwarded as ``(message, fraction)``."""
-
-    def progress(*args: Any) -> None:
-        if len(args) == 3 and isinstance(args[0], (int, np.integer)):
-            done, total, label = args
-            report(f"{label}: {done:,}/{total:,}", float(done) / max(1, int(total)))
-        else:
-            report(str(args[0]) if args else "", None)
-
-    return progress
 
 
 def _skipped(result: Any) -> dict[str, str]:

@@ -135,7 +135,8 @@ def run_comparison(
 
     Args:
         options: run options (``photo_filter``, ``review_filter``, ``min_rating``, ``tune``).
-        progress: ``progress(message, fraction_or_None)`` while computing or waiting.
+        progress: a ``core.progress.Progress``, called with ``ProgressEvent``s while computing
+            (the experiment's phases) or waiting (``wait``).
     """
     from core.store.runs import RunStore, split_key
 

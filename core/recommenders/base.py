@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from core.data.dataset import Dataset
 from core.errors import LabError
+from core.progress import Progress, ProgressEvent
 from core.ranking import mask_rows, top_k
 
 T = TypeVar("T")
@@ -66,7 +67,9 @@ class FitContext:
         encoders: role -> encoder spec chosen for this run: ``"text"``, ``"image"``, ``"clip"``.
         options: run-wide switches: ``photo_filter`` (``None``/``"food"``), ``review_filter``
             (``None``/``"positive"``), ``min_rating`` and anything a technique documents.
-        progress: optional callable ``progress(message: str)`` for long steps.
+        progress: optional ``core.progress.Progress``: called with a ``ProgressEvent`` for long
+            steps; techniques report through ``emit`` and ``log``, leaving the event's row
+            (``technique``) to whoever runs them.
 
     Techniques of one run share work (vectors, masks) through the context's memo: ``memoize``.
     """
@@ -79,15 +82,21 @@ class FitContext:
     embeddings: Any = None
     encoders: dict[str, str] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
-    progress: Any = None
+    progress: Progress | None = None
     validator: Validator | None = None
     _memo: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False,
                                        compare=False)
     _memo_owner: tuple[int, ...] = field(default=(), init=False, repr=False, compare=False)
 
-    def log(self, message: str) -> None:
+    def emit(self, phase: str, message: str = "", done: int | None = None,
+             total: int | None = None) -> None:
+        """Report a ``ProgressEvent`` (see ``core.progress`` for the phases) if anyone listens."""
         if self.progress is not None:
-            self.progress(message)
+            self.progress(ProgressEvent(phase, None, done, total, message))
+
+    def log(self, message: str) -> None:
+        """Report one sentence (a ``note`` event)."""
+        self.emit("note", message)
 
     @property
     def memo(self) -> dict[Hashable, Any]:

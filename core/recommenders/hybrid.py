@@ -17,7 +17,7 @@ blended at ``DEFAULT_WEIGHT``.
 What the hybrid did is part of its row: ``params["row_label"]`` (the experiment's row label) is
 ``Hybrid ALS + text (w=0.3)`` for a blend and ``Hybrid: ALS alone (no content blend: REASON)``
 otherwise, ``params["no_blend_reason"]`` holds the full reason (e.g. every content technique's
-reason for not running), and the same sentence goes to the run's progress log.
+reason for not running), and the same sentence goes to the run's progress (a ``note`` event).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ class HybridRecommender(Recommender):
         """Record the row label and, without a blend, why (also logged to the console)."""
         if self.content is not None:
             self.params["row_label"] = f"Hybrid ALS + {self.content_name} (w={self.weight:g})"
-            ctx.log(f"{self.name}: blending ALS with {self.content_name} at w={self.weight:g}")
+            ctx.log(f"blending ALS with {self.content_name} at w={self.weight:g}")
             return
         best = self.params.get("best_blend")
         if not self.contents:
@@ -112,7 +112,7 @@ class HybridRecommender(Recommender):
             short = detail = "no validation user to pick a blend on"
         self.params["row_label"] = f"Hybrid: ALS alone (no content blend: {short})"
         self.params["no_blend_reason"] = detail
-        ctx.log(f"{self.name}: ALS alone, no content blend: {detail}")
+        ctx.log(f"ALS alone, no content blend: {detail}")
 
     def _tune(self, ctx: FitContext) -> tuple[str | None, float]:
         """Pick (content, w) maximising validation nDCG@10 (``ctx.validator``, per user); ALS alone

@@ -36,17 +36,6 @@ TIE_RULE = ("trials within {tol} nDCG@10 of the best tie; the simplest tied tria
             "({order})")
 
 
-def _bar(items: list, desc: str, ctx: FitContext):
-    """``items`` wrapped in a tqdm bar on stderr when the run asked for bars."""
-    if not ctx.options.get("progress_bars"):
-        return items
-    import sys
-
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=desc, file=sys.stderr, leave=False, delay=2.0)
-
-
 class _ImplicitMF(PopularityFallback):
     """Shared fit/tune/score code of the implicit adapters."""
 
@@ -137,7 +126,8 @@ class _ImplicitMF(PopularityFallback):
                 grid = {**search, **widened}
                 extra = [dict(zip(keys, combo)) for combo in itertools.product(*grid.values())
                          if any(combo[keys.index(k)] in v for k, v in widened.items())]
-                ctx.log(f"{self.name}: validation is flat over the grid; also trying {widened}")
+                ctx.emit("tune", f"validation of {self.name} is flat over the grid; also "
+                                 f"trying {widened}")
                 self._run_trials(extra, params, ctx, monitor, results, kept)
         tied = self._tied(results)
         chosen = min(tied, key=lambda i: (self._complexity({**params, **results[i]}), i))
@@ -157,7 +147,9 @@ class _ImplicitMF(PopularityFallback):
                     monitor: bool, results: list[dict[str, Any]], kept: dict[int, tuple]) -> None:
         """Fit and score each trial, appending to ``results``; keep the fitted factors of the
         trials that may still be chosen (within the tolerance of the best so far)."""
-        for trial in _bar(trials, f"{self.name}: tuning", ctx):
+        job = f"tuning {self.name}"
+        ctx.emit("tune", job, done=0, total=len(trials))
+        for i, trial in enumerate(trials):
             run = {**params, **trial}
             if monitor:
                 run["iterations"] = self.max_iterations
@@ -167,7 +159,8 @@ class _ImplicitMF(PopularityFallback):
             if epoch is not None:
                 trial = {**trial, "iterations": epoch}
             results.append({**trial, "ndcg@10": round(score, 6)})
-            ctx.log(f"{self.name}: {trial} -> validation nDCG@10 {score:.4f}")
+            ctx.emit("tune", f"{self.name} trial {trial}: validation nDCG@10 {score:.4f}")
+            ctx.emit("tune", job, done=i + 1, total=len(trials))
             kept[len(results) - 1] = (model, (self._user_factors, self._item_factors_t))
             for i in set(kept) - set(self._tied(results)):
                 del kept[i]

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.store.cache import DB_NAME, SCHEMA_VERSION, EmbeddingStore, Lookup
-from core.store.provider import EmbeddingProvider, tqdm_progress
+from core.store.provider import EmbeddingProvider
 
 __all__ = [
     "DB_NAME", "SCHEMA_VERSION", "EmbedReport", "EmbeddingProvider", "EmbeddingStore", "Lookup",
-    "cache_clear", "cache_stats", "embed_dataset", "tqdm_progress",
+    "cache_clear", "cache_stats", "embed_dataset",
 ]
 
 

@@ -29,13 +29,14 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
 
+from core.progress import Progress, ProgressEvent
 from core.store.base import LOCK_TIMEOUT_ENV, DuckStore
 
 SCHEMA_VERSION = 1
@@ -43,7 +44,6 @@ DB_NAME = "embeddings.duckdb"
 #: texts per committed transaction (an interrupted job loses at most this many)
 TEXT_COMMIT_ROWS = 256
 
-Progress = Callable[[int, int, str], None]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS encoders(
@@ -225,7 +225,9 @@ class EmbeddingStore(DuckStore):
             modality: ``"image"`` (inputs are file paths) or ``"text"`` (non-empty texts).
             hashes: content hashes of the inputs if the caller has them (None entries = unreadable
                 file); computed here otherwise.
-            progress: called as ``progress(done, total, label)`` while misses are encoded.
+            progress: called with ``embed`` events (``core.progress.ProgressEvent``: ``done`` of
+                ``total`` distinct misses, ``message`` = ``"SPEC images"`` / ``"SPEC texts"``)
+                while misses are encoded.
             batch_size: inference batch size (default: the encoder's).
         Returns:
             ``Lookup`` aligned with ``inputs``. Undecodable images have ``ok`` False, are listed in
@@ -286,8 +288,12 @@ class EmbeddingStore(DuckStore):
         total = len(misses)
         done = 0
         label = f"{encoder.spec} {modality}s"
-        if progress:
-            progress(0, total, label)
+
+        def report(done: int) -> None:
+            if progress:
+                progress(ProgressEvent("embed", None, done, total, label))
+
+        report(0)
         if modality == "text":
             order = sorted(range(total), key=lambda i: -len(payloads[i]))
             step = max(TEXT_COMMIT_ROWS, batch_size or 0)
@@ -298,8 +304,7 @@ class EmbeddingStore(DuckStore):
                 self._write_batch(encoder, modality, hs, vecs, [])
                 new_rows.update(zip(hs, vecs))
                 done += len(idx)
-                if progress:
-                    progress(done, total, label)
+                report(done)
             return
         for positions, vecs, bad in _image_batches(encoder, payloads, batch_size):
             hs = [misses[i] for i in positions]
@@ -308,8 +313,7 @@ class EmbeddingStore(DuckStore):
             new_rows.update(zip(hs, vecs))
             new_bad.update(bad_rows)
             done += len(positions) + len(bad)
-            if progress:
-                progress(done, total, label)
+            report(done)
 
     # --- dataset maps -----------------------------------------------------------------------------
     def photo_hashes(self, dataset: str, keys: Sequence[str],

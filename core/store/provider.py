@@ -22,52 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.store.cache import EmbeddingStore, Progress, text_hash
+from core.progress import Progress, resolve_progress
+from core.store.cache import EmbeddingStore, text_hash
 
 _TEXT_MEMO = 32
-
-
-def tqdm_progress(unit: str = "item") -> Progress:
-    """A ``progress(done, total, label)`` callback drawing one tqdm bar per label (items/s, ETA)."""
-    from tqdm.auto import tqdm
-
-    bars: dict[str, object] = {}
-
-    def update(done: int, total: int, label: str) -> None:
-        bar = bars.get(label)
-        if bar is None:
-            bar = bars[label] = tqdm(total=total, desc=label, unit=unit, dynamic_ncols=True,
-                                     smoothing=0.1)
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
-            del bars[label]  # the next job with this label gets a fresh bar
-
-    return update
-
-
-def _resolve_progress(progress) -> Progress | None:
-    """``True`` → tqdm bars; a ``(done, total, label)`` callable as is; a one-argument callable
-    (a message logger, as the experiment runner passes) gets ``"label: done/total"`` lines."""
-    if progress is True:
-        return tqdm_progress()
-    if not callable(progress):
-        return None
-    import inspect
-
-    try:
-        params = [p for p in inspect.signature(progress).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
-    except (TypeError, ValueError):
-        return progress
-    if any(p.kind == p.VAR_POSITIONAL for p in params) or len(params) >= 3:
-        return progress
-
-    def as_message(done: int, total: int, label: str) -> None:
-        if done == 0 or done >= total:
-            progress(f"embedding {label}: {done}/{total}")
-
-    return as_message
 
 
 def _distinct(hashes: Sequence[str | None]) -> tuple[list[int], np.ndarray]:
@@ -100,8 +58,8 @@ class EmbeddingProvider:
     Args:
         dataset: a ``core.data.Dataset``.
         cache_root: the cache directory (holds ``embeddings.duckdb``).
-        progress: ``True`` for tqdm bars, a ``progress(done, total, label)`` callable, a
-            one-argument message callable (start/end lines), or None.
+        progress: a ``core.progress.Progress`` (called with ``embed`` events while inputs are
+            encoded), ``True`` for tqdm bars on stderr (``ConsoleProgress``), or None.
         batch_size: inference batch size (default: each encoder's).
 
     Attributes:
@@ -115,7 +73,7 @@ class EmbeddingProvider:
                  batch_size: int | None = None, store: EmbeddingStore | None = None) -> None:
         self.dataset = dataset
         self.store = store or EmbeddingStore(cache_root)
-        self.progress = _resolve_progress(progress)
+        self.progress = resolve_progress(progress)
         self.batch_size = batch_size
         self.report: dict[str, dict] = {}
         self.timings: dict[tuple[str, str], float] = {}

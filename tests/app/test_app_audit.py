@@ -24,9 +24,9 @@ def lab(tmp_path_factory) -> api.LabData:
 
 
 def test_stored_run_details_carry_the_split_audit(lab, tmp_path):
-    messages: list[str] = []
+    events: list = []
     cmp = api.run_comparison(lab, tmp_path, "random", 5, ["popular", "itemknn"], {},
-                             {"tune": False}, progress=lambda m, f: messages.append(m))
+                             {"tune": False}, progress=events.append)
     assert cmp.computed == ["popular", "itemknn"]
     ds = lab.ds
     split = api.split_of(lab, "random", 5)
@@ -38,4 +38,7 @@ def test_stored_run_details_carry_the_split_audit(lab, tmp_path):
     for row in runs.itertuples():
         audit = json.loads(row.params)["audit"]
         assert audit == {**expected, "cold_users": cold}, row.technique
-    assert any(m.startswith(("protocol audit:", "warning: protocol audit:")) for m in messages)
+    audits = [e for e in events if e.phase == "audit"]
+    assert len(audits) == 1 and audits[0].message.startswith("protocol audit:")
+    assert audits[0].warning == any(expected[k] for k in (
+        "test_pairs_in_train", "test_pairs_in_valid", "unreachable_relevant"))

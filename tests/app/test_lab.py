@@ -24,13 +24,12 @@ import pytest
 import core.evaluation.experiment as experiment
 from core import lab as api
 from core.evaluation.experiment import ExperimentResult
-from core.lab.compute import _progress_adapter
+from core.progress import ProgressEvent
 from core.store.runs import RunLock, RunStore
 
 REPO = Path(__file__).resolve().parents[2]
 #: fast techniques (no encoders) whose runs the concurrency tests ask for
 TECHNIQUES = ["popular", "itemknn"]
-WAITING = "another session is computing"
 
 
 # --- hand-made results, stored and reloaded ---------------------------------------------------
@@ -153,12 +152,8 @@ def test_encoder_roles():
         "clip", "image", "text", "text"]
 
 
-def test_progress_adapter_accepts_both_engine_styles():
-    seen = []
-    progress = _progress_adapter(lambda m, f: seen.append((m, f)))
-    progress("als: fitting")
-    progress(50, 200, "photos")
-    assert seen == [("als: fitting", None), ("photos: 50/200", 0.25)]
+def _waited(events: list[ProgressEvent]) -> bool:
+    return any(e.phase == "wait" and e.technique in TECHNIQUES for e in events)
 
 
 # --- two sessions, one missing run -----------------------------------------------------------
@@ -172,11 +167,12 @@ def lab(tmp_path_factory) -> api.LabData:
     return api.load(f"yelp:{folder}")
 
 
-def _ask(lab: api.LabData, root: Path, messages: list[str] | None = None) -> api.Comparison:
+def _ask(lab: api.LabData, root: Path,
+         events: list[ProgressEvent] | None = None) -> api.Comparison:
     """One session asking for ``TECHNIQUES`` (untuned, seed 5)."""
-    def progress(message: str, fraction: float | None) -> None:
-        if messages is not None:
-            messages.append(message)
+    def progress(event: ProgressEvent) -> None:
+        if events is not None:
+            events.append(event)
 
     return api.run_comparison(lab, root, "random", 5, TECHNIQUES, {}, {"tune": False},
                               progress=progress)
@@ -203,18 +199,18 @@ class Experiments:
             raise RuntimeError("the first session crashed")
         return self.real(ds, split, techniques, *args, **kwargs)
 
-    def progress_of(self, messages: list[str]):
-        def progress(message: str, fraction: float | None) -> None:
-            messages.append(message)
-            if message.startswith(WAITING):
+    def progress_of(self, events: list[ProgressEvent]):
+        def progress(event: ProgressEvent) -> None:
+            events.append(event)
+            if event.phase == "wait":
                 self.go.set()
         return progress
 
 
 def _two_sessions(lab, root, runs: Experiments) -> list[tuple[object, list[str]]]:
     """Run two sessions (threads) at once; per session its Comparison (or exception) and its
-    progress messages."""
-    logs: list[list[str]] = [[], []]
+    progress events."""
+    logs: list[list[ProgressEvent]] = [[], []]
 
     def session(i: int):
         try:
@@ -236,8 +232,12 @@ def test_two_sessions_compute_a_missing_run_once_and_both_show_it(lab, tmp_path,
     assert runs.calls == {t: 1 for t in TECHNIQUES}  # once in total, not once per session
     assert a.computed == TECHNIQUES and a.reused == [] and a.waited == []
     assert b.computed == [] and b.reused == TECHNIQUES and b.waited == TECHNIQUES
-    assert any(m.startswith(f"{WAITING} ") and m.endswith("; waiting") for m in log_b)
-    assert not any(m.startswith(WAITING) for m in log_a)
+    assert _waited(log_b) and not _waited(log_a)
+    # the session that computed reports each row's phases, keyed by the row
+    ended = {e.technique: e.phase for e in log_a if e.phase in ("done", "skipped")}
+    assert ended == {t: "done" for t in TECHNIQUES}
+    assert [e.phase for e in log_a if e.technique == "popular" and not e.counted] == [
+        "fit", "done"]
     assert b.available == TECHNIQUES
     pd.testing.assert_frame_equal(a.metrics, b.metrics)
     pd.testing.assert_frame_equal(a.truth, b.truth)
@@ -255,7 +255,7 @@ def test_a_session_waiting_on_one_that_fails_computes_the_run_itself(lab, tmp_pa
     done = [(r, log) for r, log in results if not isinstance(r, Exception)]
     assert [str(e) for e in failed] == ["the first session crashed"]
     (cmp, log), = done
-    assert any(m.startswith(WAITING) for m in log)  # it waited, found nothing stored ...
+    assert _waited(log)  # it waited, found nothing stored ...
     assert cmp.computed == TECHNIQUES and cmp.waited == []  # ... and computed it
     assert runs.calls == {t: 2 for t in TECHNIQUES}
     assert _ask(lab, tmp_path).reused == TECHNIQUES  # the crash released its locks
@@ -284,22 +284,22 @@ def test_a_lock_file_left_by_a_killed_session_does_not_block(lab, tmp_path, monk
     os.kill(holder.pid, signal.SIGKILL)  # killed mid-compute: its lock files stay behind
     holder.wait()
     assert len(list((tmp_path / "runs.locks").glob("*.lock"))) == len(TECHNIQUES)
-    messages: list[str] = []
-    cmp = _ask(lab, tmp_path, messages)
+    events: list[ProgressEvent] = []
+    cmp = _ask(lab, tmp_path, events)
     assert cmp.computed == TECHNIQUES and cmp.waited == []
-    assert not any(m.startswith(WAITING) for m in messages)
+    assert not _waited(events)
 
 
 def test_a_session_computes_itself_after_waiting_too_long(lab, tmp_path, monkeypatch):
     monkeypatch.setenv("MMREC_RUN_WAIT_TIMEOUT", "0.5")
     holder = _hold_locks(lab, tmp_path)  # a session that never finishes
     try:
-        messages: list[str] = []
-        cmp = _ask(lab, tmp_path, messages)
+        events: list[ProgressEvent] = []
+        cmp = _ask(lab, tmp_path, events)
     finally:
         holder.kill()
         holder.wait()
-    assert any(m.startswith(WAITING) for m in messages)
+    assert _waited(events)
     assert cmp.computed == TECHNIQUES and cmp.waited == []
 
 
@@ -320,8 +320,8 @@ SESSION = textwrap.dedent("""
             time.sleep(0.01)
         return real(ds, split, techniques, *args, **kwargs)
 
-    def progress(message, fraction):
-        if message.startswith({waiting!r}):
+    def progress(event):
+        if event.phase == "wait":
             open(marker, "a").close()
 
     experiment.run_experiment = counted
@@ -336,7 +336,7 @@ SESSION = textwrap.dedent("""
 def test_two_processes_compute_a_missing_run_once(lab, tmp_path):
     root, log = tmp_path / "cache", tmp_path / "calls.log"
     code = SESSION.format(repo=str(REPO), log=str(log), marker=str(tmp_path / "waiting"),
-                          waiting=WAITING, spec=lab.spec, root=str(root), techniques=TECHNIQUES)
+                          spec=lab.spec, root=str(root), techniques=TECHNIQUES)
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=180) for p in procs]

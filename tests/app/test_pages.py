@@ -173,3 +173,50 @@ def test_engine_error_shows_message_not_traceback(app):
     messages = [e.value for e in at.error]
     assert messages and all("Traceback" not in m for m in messages)
     assert any("nonexistent" in m for m in messages)
+
+
+def _status_script():
+    """``run_with_status`` on a fake engine that emits a scripted sequence of events."""
+    import streamlit as st
+
+    from app_pages import _ui as ui
+    from core import lab as api
+    from core.progress import ProgressEvent
+
+    events = [
+        ProgressEvent("audit", message="protocol audit: 3 pairs split apart", warning=True),
+        ProgressEvent("fit", "als", message="fitting"),
+        ProgressEvent("tune", "als", 0, 2, "tuning als"),
+        ProgressEvent("tune", "als", message="als trial {'factors': 50}: validation 0.1"),
+        ProgressEvent("tune", "als", 2, 2, "tuning als"),
+        ProgressEvent("done", "als", message="fit 0.1s, evaluation 0.0s"),
+        ProgressEvent("skipped", "image", message="image needs photos"),
+    ]
+
+    def run_comparison(*args, progress=None, **kwargs):
+        for event in events:
+            progress(event)
+        return api.Comparison(techniques=["als", "image"], metrics=None, truth=None, store=None,
+                              keys={}, split_key="", computed=["als"],
+                              skipped={"image": "image needs photos"})
+
+    api.run_comparison = run_comparison
+    api.stored_techniques = lambda *args, **kwargs: []
+    cfg = ui.Settings(spec="demo", cache_root=ui.cache_root(), split="random", seed=1,
+                      encoders={}, options={})
+    result = ui.run_with_status(None, cfg, ["als", "image"])
+    st.session_state["computed"] = result.computed
+
+
+def test_run_status_is_drawn_from_events(demo_cache):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_status_script, default_timeout=30).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [w.value for w in at.warning] == ["protocol audit: 3 pairs split apart"]
+    assert at.session_state["run_warnings"] == ["protocol audit: 3 pairs split apart"]
+    lines = [m.value for m in at.markdown]
+    assert "als: fitting" in lines and "image: skipped: image needs photos" in lines
+    assert "als: als trial {'factors': 50}: validation 0.1" in lines
+    assert at.session_state["computed"] == ["als"]
+    assert at.status[0].label.startswith("Computed als; stored in runs.duckdb (see the warning)")

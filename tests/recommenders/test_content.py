@@ -16,6 +16,7 @@ from content_fakes import (
 from core.encoders.base import l2_normalise
 from core.errors import TechniqueUnavailable
 from core.evaluation.evaluator import evaluate_model, relevant_matrix
+from core.progress import ProgressEvent
 from core.recommenders import create_recommender
 from core.recommenders.filters import filter_info, photo_keep_mask
 from core.recommenders.multiview import item_views, view_weights
@@ -286,7 +287,7 @@ def test_hybrid_lists_contents_it_could_not_run(ds):
 
 
 def test_hybrid_without_content_says_so_in_its_label_and_on_the_console(ds):
-    messages: list[str] = []
+    messages: list[ProgressEvent] = []
     ctx = fit_context(ds, encoders={})
     ctx.progress = messages.append
     hybrid = create_recommender("hybrid", cf_fixed=ALS).fit(ctx)
@@ -295,7 +296,7 @@ def test_hybrid_without_content_says_so_in_its_label_and_on_the_console(ds):
         "Hybrid: ALS alone (no content blend: no content technique could run)")
     reason = hybrid.params["no_blend_reason"]
     assert "text needs a text encoder" in reason and "clip-t1 needs a clip encoder" in reason
-    assert f"hybrid: ALS alone, no content blend: {reason}" in messages
+    assert ProgressEvent("note", message=f"ALS alone, no content blend: {reason}") in messages
 
 
 def test_hybrid_row_label_reaches_the_table(ds):

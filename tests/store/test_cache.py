@@ -9,6 +9,7 @@ from store_helpers import FakeEncoder
 
 import core.encoders as encoders
 from core.errors import CacheError, EncoderUnavailable
+from core.progress import ProgressEvent
 from core.store import (
     SCHEMA_VERSION,
     EmbeddingProvider,
@@ -117,8 +118,8 @@ def test_embed_dataset_report_stats_and_clear(tmp_path, tiny, registered):
     root = tmp_path / "cache"
     bars: dict[str, list[int]] = {}
     cold = embed_dataset(tiny, "fake:v1", root,
-                         progress=lambda done, total, label: bars.setdefault(label, []).append(
-                             total) if done == 0 else None)
+                         progress=lambda ev: bars.setdefault(ev.message, []).append(
+                             ev.total) if ev.done == 0 else None)
     parts = {p["part"]: p for p in cold.parts}
     # each progress bar's total is what the summary calls "encoded" (distinct inputs)
     assert bars["fake:v1 texts"] == [parts["reviews"]["computed"], parts["item texts"]["computed"]]
@@ -148,7 +149,7 @@ def test_embed_report_says_when_a_dataset_has_no_review_text(tmp_path, tiny, reg
     bare = dataclasses.replace(tiny, interactions=inter)
     seen: list[tuple[int, int, str]] = []
     report = embed_dataset(bare, "fake:v1", tmp_path / "cache", modality="text",
-                           progress=lambda done, total, label: seen.append((done, total, label)))
+                           progress=lambda ev: seen.append((ev.done, ev.total, ev.message)))
     parts = {p["part"]: p for p in report.parts}
     assert parts["reviews"]["empty"] == 5 and parts["reviews"]["distinct"] == 0
     text = "\n".join(report.lines())
@@ -168,14 +169,16 @@ def test_embed_dataset_refuses_a_missing_modality(tmp_path, tiny, monkeypatch):
 def test_progress_callback(tmp_path, fake):
     seen = []
     EmbeddingStore(tmp_path).get_or_compute(
-        fake, "image", [], progress=lambda d, t, label: seen.append((d, t)))
+        fake, "image", [], progress=seen.append)
     assert seen == []  # nothing to encode, nothing reported
     from store_helpers import write_images
 
     paths = write_images(tmp_path / "img", 6)
     EmbeddingStore(tmp_path).get_or_compute(
-        fake, "image", paths, progress=lambda d, t, label: seen.append((d, t)), batch_size=4)
-    assert seen[0] == (0, 6) and seen[-1] == (6, 6)
+        fake, "image", paths, progress=seen.append, batch_size=4)
+    assert {ev.phase for ev in seen} == {"embed"} and {ev.technique for ev in seen} == {None}
+    assert [(ev.done, ev.total) for ev in seen] == [(0, 6), (4, 6), (6, 6)]
+    assert {ev.message for ev in seen} == {f"{fake.spec} images"}  # one job, one name
 
 
 def test_incompatible_schema_version_is_a_clear_error(tmp_path, fake):
@@ -224,11 +227,33 @@ def test_cache_cli_stats_and_clear(tmp_path, tiny, registered, capsys):
     assert main(["cache", "clear", "--cache-dir", str(root)]) == 2  # needs --encoder or --all
 
 
-def test_provider_accepts_a_message_callback(tmp_path, tiny, registered):
-    messages: list[str] = []
-    prov = EmbeddingProvider(tiny, tmp_path / "cache", progress=messages.append)
+def test_provider_reports_embed_events(tmp_path, tiny, registered):
+    events: list[ProgressEvent] = []
+    prov = EmbeddingProvider(tiny, tmp_path / "cache", progress=events.append)
     prov.item_texts("fake:v1")
-    assert messages == ["embedding fake:v1 texts: 0/3", "embedding fake:v1 texts: 3/3"]
+    assert events == [ProgressEvent("embed", None, 0, 3, "fake:v1 texts"),
+                      ProgressEvent("embed", None, 3, 3, "fake:v1 texts")]
+    assert events[-1].line() == "fake:v1 texts 3/3" and events[-1].fraction == 1.0
+    events.clear()
+    prov.item_texts("fake:v1")  # memoised: nothing encoded, nothing reported
+    assert events == []
+
+
+def test_console_progress_draws_bars_and_lines(tmp_path, tiny, registered):
+    import io
+
+    from core.progress import ConsoleProgress
+
+    out = io.StringIO()
+    console = ConsoleProgress(file=out)
+    EmbeddingProvider(tiny, tmp_path / "cache", progress=console).item_texts("fake:v1")
+    console(ProgressEvent("skipped", "clip-t1", message="needs a clip encoder"))
+    console(ProgressEvent("audit", message="protocol audit: 2 pairs", warning=True))
+    text = out.getvalue()
+    assert "fake:v1 texts" in text and "3/3" in text  # the bar
+    assert "clip-t1: skipped: needs a clip encoder\n" in text
+    assert "warning: protocol audit: 2 pairs\n" in text
+    assert console.bars == {}  # the finished job's bar is closed
 
 
 class SharedEncoder(FakeEncoder):

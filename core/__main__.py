@@ -1,4 +1,5 @@
-"""The ``python -m core`` command line: demo, datasets, encoders, embed, cache, evaluate, recommend.
+"""The ``python -m core`` command line: demo, datasets, encoders, embed, cache, evaluate, runs,
+recommend.
 
 Each command parses its options, makes one call into the engine and prints the result. Engine
 errors (``LabError``) are printed as one clear line and exit with status 2, without a traceback.
@@ -150,10 +151,24 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_key(args: argparse.Namespace, ds) -> str:
+    """The loaded data's identity in stored-run keys (the app's ``LabData.key`` for the same
+    spec and filters)."""
+    from core.store.runs import dataset_key
+
+    return dataset_key(args.dataset, _options(args), ds)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from core.evaluation.cli import evaluate_command
 
-    return evaluate_command(args, _load)
+    return evaluate_command(args, _load, identity=_dataset_key)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from core.evaluation.runs_cli import runs_command
+
+    return runs_command(args)
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
@@ -223,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--metrics", default=None,
                    help="metrics shown in the table (default: all; the study preset: map,ndcg)")
-    p.add_argument("--save-run", default=None, help="directory for recs/truth/metrics parquet")
+    p.add_argument("--save-run", default=None,
+                   help="also export the stored runs to this directory (recs/truth/metrics/items "
+                        "parquet + run.json)")
     p.add_argument("--encoder", default=None, help="CLIP encoder spec (clip-t*, multiview)")
     p.add_argument("--text-encoder", default=None, help="text encoder spec (text technique)")
     p.add_argument("--image-encoder", default=None, help="image encoder spec (image technique)")
@@ -237,6 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip hyperparameter search on validation (use defaults)")
     _add_common(p)
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("runs", help="list, show or export the stored evaluation runs "
+                                    "(<cache>/runs.duckdb, shared with the app)")
+    p.add_argument("action", choices=["list", "show", "export"])
+    p.add_argument("key", nargs="?", default=None,
+                   help="run key, or a unique prefix of it as `runs list` shows (show, export)")
+    p.add_argument("dir", nargs="?", default=None, help="output directory (export)")
+    _add_common(p)
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("recommend", help="top-n recommendations for one user")
     _add_dataset(p)

@@ -62,7 +62,8 @@ def paired_bootstrap(
     """CIs of every technique's difference to ``baseline``, per metric and k.
 
     Args:
-        per_user: tidy ``(technique, user, metric, k, value)`` as in ``ExperimentResult.per_user``.
+        per_user: tidy ``(technique, user_id, metric, k, value)`` as in
+            ``ExperimentResult.per_user`` and the run store.
     Returns:
         columns ``CI_COLUMNS``; one row per (technique != baseline, metric, k), in run order;
         seeded, so the same input gives the same output.
@@ -73,7 +74,7 @@ def paired_bootstrap(
         raise LabError(
             f"--baseline {baseline}: no results for this technique (run it in --techniques; "
             "a skipped technique cannot be a baseline)")
-    wide = per_user.pivot_table(index="user", columns=["technique", "metric", "k"],
+    wide = per_user.pivot_table(index="user_id", columns=["technique", "metric", "k"],
                                 values="value", sort=True)
     techniques = list(dict.fromkeys(t for t in per_user["technique"] if t != baseline))
     keys, columns = [], []

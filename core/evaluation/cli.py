@@ -231,13 +231,23 @@ def _metric_filter(text: str | None) -> list[str] | None:
 
 
 def evaluate_command(
-    args: argparse.Namespace, load: Callable[[argparse.Namespace], Any], out: TextIO | None = None
+    args: argparse.Namespace, load: Callable[[argparse.Namespace], Any], out: TextIO | None = None,
+    identity: Callable[[argparse.Namespace, Any], str] | None = None,
 ) -> int:
-    """``python -m core evaluate``: run the experiment and print it as table, csv or json.
+    """``python -m core evaluate``: evaluate the rows through the run store and print the result
+    as table, csv or json.
+
+    Every row is one stored run in ``<cache>/runs.duckdb`` (``core.evaluation.recorded``): a run
+    stored before for the same data, split, seed, options and encoder ids is reused (a ``reused
+    stored run KEY: ROW`` line on stderr), the others are computed and stored (``stored run KEY:
+    ROW``); ``--save-run DIR`` exports the stored runs. ``identity(args, dataset)`` is the data's
+    identity in run keys (default: ``dataset_key`` of the spec with default load options).
 
     Returns 0, or ``EXIT_NO_RESULTS`` (with a line on stderr) when every technique was skipped."""
     from core.config import cache_dir
-    from core.evaluation.experiment import run_experiment, save_run
+    from core.evaluation.experiment import save_run
+    from core.evaluation.recorded import evaluate_recorded
+    from core.store.runs import dataset_key
 
     out = out or sys.stdout
     ks = parse_ks(args.k)
@@ -253,11 +263,17 @@ def evaluate_command(
             raise LabError(f"--preset {preset}: presets are not available yet") from None
         techniques, which = apply_preset(preset, args, techniques, which)
     ds = load(args)
-    result = run_experiment(
-        ds, args.split, techniques, ks, seed=args.seed, cache_root=cache_dir(args.cache_dir),
+    recorded = evaluate_recorded(
+        ds, identity(args, ds) if identity else dataset_key(args.dataset, None, ds), args.split,
+        techniques, ks, seed=args.seed, cache_root=cache_dir(args.cache_dir),
         encoders=encoders_from_args(args, techniques), options=options_from_args(args),
         progress=True, tune=not getattr(args, "no_tune", False),
     )
+    result = recorded.result
+    for label, key in recorded.keys.items():
+        if label in recorded.reused or label in recorded.computed:
+            done = "reused stored run" if label in recorded.reused else "stored run"
+            print(f"{done} {key[:12]}: {label}", file=sys.stderr)
     from core.evaluation.presets import finish_run
 
     # encoder identities and filters into run.json; bootstrap CIs against --baseline
@@ -285,9 +301,9 @@ def evaluate_command(
     if args.format != "table":
         for r in result.skipped.itertuples():
             print(f"skipped {r.technique}: {r.reason}", file=sys.stderr)
-    if args.save_run:
+    if args.save_run:  # an export of the stored runs just read back
         path = save_run(result, args.save_run)
-        print(f"run saved to {path}", file=sys.stderr)
+        print(f"stored runs exported to {path}", file=sys.stderr)
     if result.metrics.empty:
         print(f"error: no technique produced results ({len(result.skipped)} skipped, reasons "
               f"above); exit status {EXIT_NO_RESULTS}", file=sys.stderr)

@@ -45,7 +45,7 @@ class ExperimentResult:
         metrics: columns ``METRIC_COLUMNS``, one row per (row label, metric, k); ``encoder`` is the
             encoder(s) the row ran with (``Recommender.row_encoders``: a row's ``encoder`` param
             wins over the run's encoder of that role).
-        per_user: columns technique, user (raw id), metric, k, value (coverage has no per-user
+        per_user: columns technique, user_id (raw id), metric, k, value (coverage has no per-user
             value).
         recs: columns technique, user_id, rank (1-based), item_id, score: top ``max(ks)`` per
             evaluated user (raw ids; positions with nothing left to rank are omitted).
@@ -312,7 +312,7 @@ def run_experiment(
     return ExperimentResult(
         metrics=metrics,
         per_user=pd.concat(per_user_parts, ignore_index=True) if per_user_parts
-        else pd.DataFrame(columns=["technique", "user", "metric", "k", "value"]),
+        else pd.DataFrame(columns=["technique", "user_id", "metric", "k", "value"]),
         recs=pd.concat(rec_parts, ignore_index=True) if rec_parts
         else pd.DataFrame(columns=["technique", "user_id", "rank", "item_id", "score"]),
         truth=truth,
@@ -328,7 +328,7 @@ def _per_user_frame(name: str, res: EvalResult, user_ids: np.ndarray) -> pd.Data
     raw = user_ids[res.users]
     for metric, by_k in res.metrics.per_user.items():
         for k, values in by_k.items():
-            parts.append(pd.DataFrame({"user": raw, "metric": metric, "k": k, "value": values}))
+            parts.append(pd.DataFrame({"user_id": raw, "metric": metric, "k": k, "value": values}))
     frame = pd.concat(parts, ignore_index=True)
     frame.insert(0, "technique", name)
     return frame

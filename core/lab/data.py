@@ -7,8 +7,6 @@ categories, photos of item indices) and ``snippet`` (a review shortened for a ca
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,8 @@ class LabData:
     """A loaded dataset plus the read-only lookups every page uses (built once per load).
 
     Attributes:
-        key: identity of the data (spec, load options, counts), part of every stored run's key.
+        key: identity of the data (``core.store.runs.dataset_key``: spec, load options, counts),
+            part of every stored run's key, the same as ``python -m core evaluate`` computes.
         cover: per item index, the path of a representative photo (food first) or ``None``.
         category: per item index, its most specific category (for colouring maps).
     """
@@ -52,12 +51,11 @@ def load(spec: str, cache_dir: str | Path | None = None,
         LabError: a bad spec, a missing file, an empty result after filters (message names it).
     """
     from core.data import load_dataset
+    from core.store.runs import dataset_key
 
     options = options or LoadOptions()
     ds = load_dataset(spec, cache_dir=cache_dir, options=options)
-    counts = {"users": ds.n_users, "items": ds.n_items, "interactions": len(ds.interactions),
-              "photos": len(ds.photos)}
-    key = _digest({"spec": spec.strip(), "options": repr(options), "counts": counts})
+    key = dataset_key(spec, options, ds)  # the CLI's evaluate keys its runs the same way
     return LabData(ds=ds, spec=spec.strip(), key=key, cover=_covers(ds), category=_categories(ds))
 
 
@@ -78,11 +76,6 @@ def _categories(ds: Dataset) -> np.ndarray:
         specific = [c for c in parts if c.lower() not in GENERIC_CATEGORIES]
         out.append((specific or parts or ["(none)"])[0])
     return np.asarray(out, dtype=object)
-
-
-def _digest(payload: dict[str, Any]) -> str:
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def describe(data: LabData) -> tuple[dict[str, Any], list[str]]:

@@ -15,12 +15,14 @@ import pandas as pd
 
 from core.lab.compute import Progress, compute_once
 from core.lab.data import LabData
+from core.store.runs import STANDARD_KS
 
 if TYPE_CHECKING:
-    from core.store.runs import RunStore
+    from core.store.runs import RunIdentity, RunStore
 
-#: Cut-offs every app run is evaluated at (the charts plot metric vs these k).
-KS: tuple[int, ...] = (1, 5, 10, 20, 30, 50)
+#: Cut-offs the app shows (the charts plot metric vs these k): those every stored run has, the
+#: CLI's included (``core.store.runs.STANDARD_KS``).
+KS: tuple[int, ...] = STANDARD_KS
 
 
 @dataclass
@@ -54,6 +56,10 @@ class Comparison:
         return [t for t in self.techniques if t in have]
 
     @property
+    def _available_keys(self) -> dict[str, str]:
+        return {t: self.keys[t] for t in self.available}
+
+    @property
     def identity(self) -> tuple[str, ...]:
         """Hashable identity of the stored runs shown (for caching small derived results)."""
         return tuple(sorted(self.keys.values())) + (self.split_key,)
@@ -62,13 +68,13 @@ class Comparison:
                       user_id: str | None = None, technique: str | None = None) -> pd.DataFrame:
         """Per-user rows (technique, user_id, metric, k, value) matching the given filters."""
         return self.store.query_per_user(
-            [self.keys[t] for t in self.available], metric=metric,
+            self._available_keys, metric=metric,
             k=None if k is None else int(k), user_id=user_id, technique=technique)
 
     def recs_rows(self, user_id: str | None = None, technique: str | None = None) -> pd.DataFrame:
         """Top-k rows (technique, user_id, rank, item_id, score) of a user and/or technique."""
-        return self.store.query_recs([self.keys[t] for t in self.available],
-                                     user_id=user_id, technique=technique)
+        return self.store.query_recs(self._available_keys, user_id=user_id,
+                                     technique=technique)
 
     def top_item_ids(self, user_id: str, technique: str, n: int = 10) -> list[str]:
         """Raw ids of ``technique``'s top-``n`` items for ``user_id`` (best first)."""
@@ -76,38 +82,32 @@ class Comparison:
         return r.sort_values("rank").head(n)["item_id"].astype(str).tolist()
 
 
-def _technique_encoders(technique: str, encoders: dict[str, str | None],
-                        uses: dict[str, list[str]]) -> dict[str, str]:
-    """The run's encoders of the roles ``technique`` uses (``Recommender.uses``): none for a
-    technique learnt from interactions only, all three for a hybrid."""
-    return {r: encoders[r] for r in uses.get(technique, []) if encoders.get(r)}
+def _plan(data: LabData, split: str, seed: int, techniques: Sequence[str],
+          encoders: dict[str, str | None], options: dict[str, Any]) -> dict[str, RunIdentity]:
+    from core.store.runs import plan_runs
+
+    return plan_runs(data.key, split, seed, techniques, encoders, options,
+                     dataset_name=data.spec)
 
 
 def run_keys(data: LabData, split: str, seed: int, techniques: Sequence[str],
-             encoders: dict[str, str | None], options: dict[str, Any],
-             ks: Sequence[int] = KS) -> dict[str, str]:
-    """The stored-run key of each technique (see ``core.store.runs.run_key``); encoder specs enter
-    it with their requested precision spelled out (``spec_with_precision``), so fp32, bf16 and
-    ``MMREC_BF16=auto`` runs are stored apart."""
-    from core.encoders.precision import spec_with_precision
-    from core.recommenders import list_techniques
-    from core.store.runs import run_key
-
-    uses = {row["name"]: row["uses"] for row in list_techniques()}
-    return {t: run_key(data.key, split, seed, t,
-                       {r: spec_with_precision(s)
-                        for r, s in _technique_encoders(t, encoders, uses).items()},
-                       options, ks) for t in techniques}
+             encoders: dict[str, str | None], options: dict[str, Any]) -> dict[str, str]:
+    """The stored-run key of each technique: ``core.store.runs.plan_runs``, the same key
+    ``python -m core evaluate`` gives the same run (data identity, split, seed, run options, the
+    technique, and the ``Encoder.id`` — spec, weights, precision — of the roles it uses)."""
+    return {t: run.key for t, run in _plan(data, split, seed, techniques, encoders,
+                                           options).items()}
 
 
 def stored_techniques(data: LabData, cache_root: Path, split: str, seed: int,
                       techniques: Sequence[str], encoders: dict[str, str | None],
                       options: dict[str, Any], ks: Sequence[int] = KS) -> list[str]:
-    """Which of ``techniques`` already have a stored run for these settings."""
+    """Which of ``techniques`` already have a stored run for these settings (made by the app or
+    by the CLI) that covers the cut-offs ``ks``."""
     from core.store.runs import RunStore
 
-    keys = run_keys(data, split, seed, techniques, encoders, options, ks)
-    have = RunStore.in_cache(cache_root).existing(keys.values())
+    keys = run_keys(data, split, seed, techniques, encoders, options)
+    have = RunStore.in_cache(cache_root).existing(keys.values(), ks)
     return [t for t, k in keys.items() if k in have]
 
 
@@ -123,9 +123,9 @@ def run_comparison(
     compute: bool = True,
     progress: Progress | None = None,
 ) -> Comparison:
-    """Results of ``techniques``: stored runs are reloaded; missing ones are computed (when
-    ``compute``) with ``core.evaluation.experiment.run_experiment`` and stored, one run per
-    technique.
+    """Results of ``techniques``: stored runs (the app's or the CLI's) are reloaded; missing ones
+    are computed (when ``compute``) with ``core.evaluation.experiment.run_experiment`` and stored,
+    one run per technique.
 
     Each run is computed once however many sessions (threads or processes) ask for it at the
     same time: a missing run is computed under its ``RunStore.compute_lock``; a session that finds
@@ -135,6 +135,8 @@ def run_comparison(
 
     Args:
         options: run options (``photo_filter``, ``review_filter``, ``min_rating``, ``tune``).
+        ks: the cut-offs a stored run must cover (computed runs get these and
+            ``core.store.runs.STANDARD_KS``).
         progress: a ``core.progress.Progress``, called with ``ProgressEvent``s while computing
             (the experiment's phases) or waiting (``wait``).
     """
@@ -143,23 +145,26 @@ def run_comparison(
     options = dict(options or {})
     cache_root = Path(cache_root)
     techniques = list(dict.fromkeys(techniques))
-    keys = run_keys(data, split, seed, techniques, encoders, options, ks)
+    runs = _plan(data, split, seed, techniques, encoders, options)
+    keys = {t: run.key for t, run in runs.items()}
     skey = split_key(data.key, split, seed, options)
     store = RunStore.in_cache(cache_root)
-    have = store.existing(keys.values())
+    have = store.existing(keys.values(), ks)
     missing = [t for t in techniques if keys[t] not in have]
     skipped: dict[str, str] = {}
     computed: list[str] = []
     waited: list[str] = []
     if missing and compute:
         computed, skipped, waited = compute_once(data, cache_root, store, split, seed, missing,
-                                                 encoders, options, ks, keys, skey, progress)
-    stored = store.load_metrics([keys[t] for t in techniques], split=skey)
-    present = set(stored.runs["run_key"]) if len(stored.runs) else set()
-    reused = [t for t in techniques if keys[t] in present and t not in computed]
+                                                 encoders, options, ks, runs, skey, progress)
+    usable = store.existing(keys.values(), ks) if missing else have
+    shown = {t: keys[t] for t in techniques if keys[t] in usable}
+    stored = store.load_metrics(shown, split=skey)
+    reused = [t for t in shown if t not in computed]
     return Comparison(
-        techniques=techniques, metrics=stored.metrics, truth=stored.truth, store=store, keys=keys,
-        split_key=skey, computed=computed, reused=reused, waited=waited, skipped=skipped,
+        techniques=techniques, metrics=stored.metrics, truth=stored.truth, store=store,
+        keys=keys, split_key=skey, computed=computed, reused=reused, waited=waited,
+        skipped=skipped,
     )
 
 
@@ -198,7 +203,7 @@ def paired_ci(cmp: Comparison, baseline: str, metric: str, k: int, n_boot: int =
     from core.evaluation.bootstrap import paired_bootstrap
 
     columns = ["technique", "diff", "low", "high", "n_users", "significant"]
-    pu = cmp.per_user_rows(metric=metric, k=int(k)).rename(columns={"user_id": "user"})
+    pu = cmp.per_user_rows(metric=metric, k=int(k))
     if pu.empty or baseline not in set(pu["technique"]):
         return pd.DataFrame(columns=columns)
     ci = paired_bootstrap(pu, baseline, n_resamples=n_boot, alpha=alpha, seed=seed)

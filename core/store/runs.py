@@ -1,9 +1,23 @@
-"""Stored evaluation runs: one DuckDB file, ``<cache>/runs.duckdb``, separate from the embeddings.
+"""Stored evaluation runs: one DuckDB file, ``<cache>/runs.duckdb``, the one home of every run the
+CLI (``python -m core evaluate``) or the app computes; ``--save-run`` folders and
+``python -m core runs export`` are exports of it.
 
-A run is one technique evaluated on one (dataset, split, seed) with given encoders and options; its
-key is a hash of all of these (see ``run_key``). The app computes only the techniques whose key is
-missing and reloads the others instantly. Stored per run: aggregated metrics, per-user metrics and
-the top-k recommendations; the held-out truth is stored once per split key.
+A run is one experiment row (``core.recommenders.spec.TechniqueSpec``: technique + params)
+evaluated on one (dataset, split, seed) with given encoders and options. Its key (``run_key``) is
+a hash of what decides its results, computed by ``plan_runs`` for the CLI and the app alike:
+
+- the dataset's identity (``dataset_key``: spec, load options, counts), the split kind and seed;
+- the run options that change results (``run_options``: ``tune``, ``min_rating``,
+  ``photo_filter``, ``review_filter``);
+- the row's identity (technique + params; its label is only a name);
+- the ``Encoder.id`` of each encoder role the technique uses (spec + weights identity, e.g. a
+  checkpoint's sha256, + precision), so a changed checkpoint behind one spec is a new run, and a
+  collaborative technique's run does not depend on the encoders at all.
+
+The cut-offs are not part of the key: every run is evaluated at ``STANDARD_KS`` plus whatever the
+caller asked for, and a stored run serves a request whose cut-offs it covers (``existing(keys,
+ks)``). Stored per run: aggregated metrics, per-user metrics and the top-k lists (raw ids); once
+per split key, the held-out truth and the items' train popularity (novelty's ``c_i``).
 
 Concurrency (the store base, ``core.store.base``): every operation opens a short-lived connection
 (read-only for queries), so the CLI and several app sessions can share the file; one that finds the
@@ -15,14 +29,16 @@ both create the schema or both store a split's truth.
 
 Computing a run once: ``compute_lock(key)`` is the right to compute run ``key`` — a thread lock
 per key within the process plus ``fcntl.flock`` on ``<cache>/runs.locks/<key>.lock`` across
-processes (thread lock only where ``fcntl`` is missing). The kernel drops a flock when its process
-dies, so a lock file left behind by a killed process does not block anyone; the files are never
-deleted (deleting a lock file another process is waiting on would let two processes hold "the"
-lock).
+processes (thread lock only where ``fcntl`` is missing). ``compute_once`` takes those locks around
+a caller's computation, so a run asked for by the CLI and app sessions at once is computed once.
+The kernel drops a flock when its process dies, so a lock file left behind by a killed process
+does not block anyone; the files are never deleted (deleting a lock file another process is
+waiting on would let two processes hold "the" lock).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -30,7 +46,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +57,16 @@ try:
 except ImportError:  # pragma: no cover - Windows: locks hold within one process only
     fcntl = None
 
+from core.errors import LabError
 from core.store.base import DuckStore, shared_lock
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FILE_NAME = "runs.duckdb"
+#: Cut-offs every stored run is evaluated at (plus any others a caller asks for), so that a run
+#: made by the CLI serves the app's charts (k = 1 … 50) and the other way round.
+STANDARD_KS: tuple[int, ...] = (1, 5, 10, 20, 30, 50)
+#: Run options that change a run's results (with ``tune``), hence part of its key.
+RESULT_OPTIONS = ("min_rating", "photo_filter", "review_filter")
 #: how long a session waits for another one computing the same run before computing it itself
 WAIT_TIMEOUT_ENV = "MMREC_RUN_WAIT_TIMEOUT"
 DEFAULT_WAIT_TIMEOUT = 3600.0
@@ -55,58 +77,169 @@ _compute_locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDiction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
-    run_key VARCHAR PRIMARY KEY, split_key VARCHAR, dataset VARCHAR, split VARCHAR, seed INTEGER,
-    technique VARCHAR, encoders VARCHAR, options VARCHAR, ks VARCHAR, params VARCHAR,
-    timings VARCHAR, created DOUBLE);
+    run_key VARCHAR PRIMARY KEY, split_key VARCHAR, dataset VARCHAR, dataset_name VARCHAR,
+    split VARCHAR, seed INTEGER, technique VARCHAR, row_params VARCHAR, label VARCHAR,
+    encoders VARCHAR, encoder_ids VARCHAR, options VARCHAR, ks VARCHAR, params VARCHAR,
+    timings VARCHAR, info VARCHAR, created DOUBLE);
 CREATE TABLE IF NOT EXISTS metrics (
-    run_key VARCHAR, technique VARCHAR, encoder VARCHAR, metric VARCHAR, k INTEGER,
-    value DOUBLE, n_users INTEGER);
+    run_key VARCHAR, encoder VARCHAR, metric VARCHAR, k INTEGER, value DOUBLE, n_users INTEGER);
 CREATE TABLE IF NOT EXISTS per_user (
-    run_key VARCHAR, technique VARCHAR, user_id VARCHAR, metric VARCHAR, k INTEGER, value DOUBLE);
+    run_key VARCHAR, user_id VARCHAR, metric VARCHAR, k INTEGER, value DOUBLE);
 CREATE TABLE IF NOT EXISTS recs (
-    run_key VARCHAR, technique VARCHAR, user_id VARCHAR, rank INTEGER, item_id VARCHAR,
-    score DOUBLE);
+    run_key VARCHAR, user_id VARCHAR, rank INTEGER, item_id VARCHAR, score FLOAT);
 CREATE TABLE IF NOT EXISTS truth (split_key VARCHAR, user_id VARCHAR, item_id VARCHAR);
+CREATE TABLE IF NOT EXISTS items (split_key VARCHAR, item_id VARCHAR, train_users INTEGER);
 """
+#: Columns of the per-run tables as the loaders return them (``technique`` = the caller's label).
+METRIC_COLUMNS = ["technique", "encoder", "metric", "k", "value", "n_users"]
+PER_USER_COLUMNS = ["technique", "user_id", "metric", "k", "value"]
+REC_COLUMNS = ["technique", "user_id", "rank", "item_id", "score"]
+#: JSON columns of ``runs`` (decoded by ``RunStore.runs_info``).
+_JSON_COLUMNS = ("row_params", "encoders", "encoder_ids", "options", "ks", "params", "timings",
+                 "info")
 
 
-def _digest(payload: Mapping[str, Any]) -> str:
+def _digest(payload: Mapping[str, Any], n: int = 24) -> str:
     text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+# --- identity ------------------------------------------------------------------------------------
+def dataset_key(spec: str, options: Any, ds: Any) -> str:
+    """Identity of a loaded dataset: its spec, the load options (``core.data.LoadOptions``;
+    ``None`` = the defaults) and its counts (users, items, interactions, photos), so edited files
+    behind one spec give another identity. ``LabData.key`` (the app) and ``evaluate`` (the CLI)
+    both come from here."""
+    if options is None:
+        from core.data import LoadOptions
+
+        options = LoadOptions()
+    opts = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else dict(options)
+    counts = {"users": int(ds.n_users), "items": int(ds.n_items),
+              "interactions": int(len(ds.interactions)), "photos": int(len(ds.photos))}
+    return _digest({"spec": str(spec).strip(), "options": opts, "counts": counts}, 16)
+
+
+def run_options(options: Mapping[str, Any] | None, tune: bool | None = None) -> dict[str, Any]:
+    """The run options that change results, in one spelling: ``tune`` (from ``tune``, else
+    ``options["tune"]``, else True) and those of ``RESULT_OPTIONS`` that are set."""
+    options = dict(options or {})
+    out: dict[str, Any] = {"tune": bool(options.get("tune", True) if tune is None else tune)}
+    for name in RESULT_OPTIONS:
+        value = options.get(name)
+        if value is not None and value != "none":
+            out[name] = float(value) if name == "min_rating" else value
+    return out
 
 
 def split_key(dataset: str, split: str, seed: int, options: Mapping[str, Any] | None = None) -> str:
     """Identity of a (dataset, split, seed) held-out set; ``options`` such as ``min_rating``
     change which held-out items count as relevant, so they are part of it."""
-    relevant = {k: v for k, v in (options or {}).items() if k == "min_rating"}
+    relevant = {k: float(v) for k, v in (options or {}).items()
+                if k == "min_rating" and v is not None}
     return _digest({"dataset": dataset, "split": split, "seed": int(seed), "options": relevant})
 
 
-def run_key(
-    dataset: str,
-    split: str,
-    seed: int,
-    technique: str,
-    encoders: Mapping[str, str],
-    options: Mapping[str, Any],
-    ks: Sequence[int],
-) -> str:
+def run_key(dataset: str, split: str, seed: int, row: Mapping[str, Any],
+            encoder_ids: Mapping[str, str], options: Mapping[str, Any]) -> str:
     """Identity of one stored run.
 
     Args:
-        dataset: the dataset's identity (spec plus load options, see ``core.app_api``).
-        encoders: only the encoder specs the technique uses (so changing the CLIP encoder does not
-            invalidate ALS).
-        options: run options (filters, ``min_rating``, ``tune``).
-        ks: the cut-offs the metrics were computed at.
+        dataset: the dataset's identity (``dataset_key``).
+        row: the row's identity, ``TechniqueSpec.identity()`` (technique + params).
+        encoder_ids: role -> ``Encoder.id`` of the roles the row uses only (so changing the CLIP
+            encoder does not invalidate ALS).
+        options: ``run_options``.
     """
     return _digest({
         "v": SCHEMA_VERSION, "dataset": dataset, "split": split, "seed": int(seed),
-        "technique": technique, "encoders": dict(sorted(encoders.items())),
-        "options": dict(sorted(options.items())), "ks": sorted(int(k) for k in ks),
+        "technique": str(row["technique"]),
+        "params": dict(sorted(dict(row.get("params") or {}).items())),
+        "encoders": dict(sorted(encoder_ids.items())), "options": dict(sorted(options.items())),
     })
 
 
+def row_encoders(row: Any, encoders: Mapping[str, str | None]) -> dict[str, str]:
+    """Role -> spec of the encoders ``row`` (a ``TechniqueSpec``) runs with: the run's encoders of
+    the roles its technique uses (``Recommender.uses``: none for one learnt from interactions
+    only), with the row's own choice (``Recommender.row_encoders``, e.g. an ``encoder`` param)
+    winning. ``TechniqueUnavailable`` for an unknown technique."""
+    from core.recommenders import get_technique
+
+    cls = get_technique(row.technique)
+    chosen = {r: str(s) for r, s in encoders.items() if s}
+    out = {r: chosen[r] for r in sorted(cls.uses) if r in chosen}
+    out.update(cls.row_encoders(row.params, chosen))
+    return out
+
+
+def encoder_id(spec: str) -> str:
+    """``Encoder.id`` of ``spec`` (spec + weights identity + precision; no model is loaded, except
+    to measure under ``MMREC_BF16=auto``), or ``"<spec> (unavailable)"`` when it cannot be built
+    (a technique using it is then skipped, so no run is stored under that key)."""
+    from core.encoders import create_encoder
+    from core.errors import EncoderUnavailable
+
+    try:
+        return str(create_encoder(spec).id)
+    except (EncoderUnavailable, ImportError):
+        return f"{spec} (unavailable)"
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """One planned run (``plan_runs``): its key and everything the key is made of.
+
+    Attributes:
+        label: the row's name in this request (not part of the key).
+        dataset_name: the dataset's spec as people read it (the key uses ``dataset``).
+        encoders / encoder_ids: role -> spec / ``Encoder.id`` of the roles the row uses.
+        options: ``run_options``.
+    """
+
+    key: str
+    label: str
+    technique: str
+    params: dict[str, Any]
+    dataset: str
+    dataset_name: str
+    split: str
+    seed: int
+    options: dict[str, Any]
+    encoders: dict[str, str] = field(default_factory=dict)
+    encoder_ids: dict[str, str] = field(default_factory=dict)
+
+
+def plan_runs(dataset: str, split: str, seed: int, rows: Iterable[Any],
+              encoders: Mapping[str, str | None], options: Mapping[str, Any] | None,
+              dataset_name: str = "") -> dict[str, RunIdentity]:
+    """The stored-run identity of each row (label -> ``RunIdentity``): the one key function of
+    the CLI and the app.
+
+    Args:
+        dataset: ``dataset_key`` of the loaded data.
+        rows: ``TechniqueSpec`` rows or technique names.
+        encoders: role -> spec chosen for the run (``None`` = no encoder of that role).
+        options: run options (``tune`` and ``RESULT_OPTIONS`` count, see ``run_options``).
+    """
+    from core.recommenders.spec import as_specs
+
+    opts = run_options(options)
+    ids: dict[str, str] = {}
+    out: dict[str, RunIdentity] = {}
+    for row in as_specs(rows):
+        used = row_encoders(row, encoders)
+        for spec in used.values():
+            if spec not in ids:
+                ids[spec] = encoder_id(spec)
+        used_ids = {r: ids[s] for r, s in used.items()}
+        identity = row.identity()
+        out[row.label] = RunIdentity(
+            key=run_key(dataset, split, seed, identity, used_ids, opts), label=row.label,
+            technique=row.technique, params=dict(identity["params"]), dataset=dataset,
+            dataset_name=dataset_name, split=split, seed=int(seed), options=opts,
+            encoders=used, encoder_ids=used_ids)
+    return out
 class RunLock:
     """The exclusive right to compute one run: a thread lock shared by every ``RunLock`` on the
     same file in this process, plus ``fcntl.flock`` on the file across processes.
@@ -194,13 +327,20 @@ class RunLock:
 
 @dataclass
 class StoredRuns:
-    """Rows of several stored runs, concatenated (technique is a column in every frame)."""
+    """Rows of several stored runs; ``technique`` in every per-run frame is the label the caller
+    asked for the run under (or the label it was stored under)."""
 
     runs: pd.DataFrame
     metrics: pd.DataFrame
     per_user: pd.DataFrame
     recs: pd.DataFrame
     truth: pd.DataFrame
+    items: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+#: Run keys to load: ``{label: run_key}`` (rows come back under those labels) or a sequence of
+#: keys (rows come back under the label each run was stored under).
+Keys = Mapping[str, str] | Sequence[str]
 
 
 class RunStore(DuckStore):
@@ -220,8 +360,8 @@ class RunStore(DuckStore):
         Args:
             lock_timeout: seconds to retry opening the file while another process holds it
                 (default ``$MMREC_CACHE_LOCK_TIMEOUT``, else 10).
-            wait_timeout: how long a caller of ``compute_lock`` should wait for another session
-                computing the same run (default ``$MMREC_RUN_WAIT_TIMEOUT``, else an hour).
+            wait_timeout: how long ``compute_once`` waits for another session computing the same
+                run (default ``$MMREC_RUN_WAIT_TIMEOUT``, else an hour).
         """
         if wait_timeout is None:
             wait_timeout = float(os.environ.get(WAIT_TIMEOUT_ENV) or DEFAULT_WAIT_TIMEOUT)
@@ -244,167 +384,302 @@ class RunStore(DuckStore):
         return RunLock(self.lock_dir / f"{key}.lock")
 
     # --- queries -----------------------------------------------------------------------------
-    def existing(self, keys: Iterable[str]) -> set[str]:
-        """Which of ``keys`` are stored."""
+    def existing(self, keys: Iterable[str], ks: Iterable[int] = ()) -> set[str]:
+        """Which of ``keys`` are stored, evaluated at every cut-off in ``ks`` at least."""
         keys = list(keys)
         if not keys:
             return set()
+        need = {int(k) for k in ks}
         with self.connect() as con:
             rows = con.execute(
-                "SELECT run_key FROM runs WHERE list_contains(?, run_key)", [keys]
+                "SELECT run_key, ks FROM runs WHERE list_contains(?, run_key)", [keys]
             ).fetchall()
-        return {r[0] for r in rows}
+        return {key for key, stored in rows if need <= {int(k) for k in json.loads(stored)}}
 
-    def load(self, keys: Sequence[str], split: str | None = None) -> StoredRuns:
-        """The rows of the runs ``keys`` (missing keys are ignored) and the truth of ``split``."""
-        keys = list(keys)
+    def _names(self, con, keys: Keys) -> pd.DataFrame:
+        """``(run_key, technique)`` of the runs asked for: the caller's labels, or the stored
+        ones for a plain sequence of keys."""
+        if isinstance(keys, Mapping):
+            pairs = [(str(k), str(label)) for label, k in keys.items()]
+        else:
+            pairs = [tuple(r) for r in con.execute(
+                "SELECT run_key, label FROM runs WHERE list_contains(?, run_key)",
+                [[str(k) for k in keys]]).fetchall()] if len(keys) else []
+        return pd.DataFrame({"run_key": pd.Series([p[0] for p in pairs], dtype=object),
+                             "technique": pd.Series([p[1] for p in pairs], dtype=object)})
+
+    def _per_run(self, con, table: str, columns: list[str], keys: Keys,
+                 equal: Mapping[str, Any], order: str) -> pd.DataFrame:
+        """Rows of per-run ``table`` for ``keys``, labelled, where each non-None ``equal``
+        column matches (``technique`` matches the label)."""
+        names = self._names(con, keys)
+        if names.empty:
+            return pd.DataFrame(columns=columns)
+        cols = ", ".join("n.technique" if c == "technique" else f"t.{c}" for c in columns)
+        where, params = [], []
+        for col, value in equal.items():
+            if value is not None:
+                where.append(f"{'n' if col == 'technique' else 't'}.{col} = ?")
+                params.append(value)
+        con.register("_names", names)
+        try:
+            return con.execute(
+                f"SELECT {cols} FROM {table} t JOIN _names n ON t.run_key = n.run_key"
+                + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY {order}",
+                params).df()
+        finally:
+            con.unregister("_names")
+
+    def _runs_rows(self, con, keys: Keys) -> pd.DataFrame:
+        keys = list(keys.values()) if isinstance(keys, Mapping) else [str(k) for k in keys]
+        return con.execute("SELECT * FROM runs WHERE list_contains(?, run_key) "
+                           "ORDER BY technique, label", [keys]).df()
+
+    @staticmethod
+    def _split_of(runs: pd.DataFrame, split: str | None) -> str:
+        if split is not None:
+            return split
+        found = set(runs["split_key"]) if len(runs) else set()
+        return found.pop() if len(found) == 1 else ""
+
+    def load(self, keys: Keys, split: str | None = None) -> StoredRuns:
+        """Every row of the runs ``keys`` (missing keys are ignored), with the truth and items of
+        ``split`` (default: the split key the runs share)."""
         with self.connect() as con:
-            def q(table: str, cols: str, order: str) -> pd.DataFrame:
-                return con.execute(
-                    f"SELECT {cols} FROM {table} WHERE list_contains(?, run_key) ORDER BY {order}",
-                    [keys],
-                ).df()
+            runs = self._runs_rows(con, keys)
+            skey = self._split_of(runs, split)
+            return StoredRuns(
+                runs=runs,
+                metrics=self._per_run(con, "metrics", METRIC_COLUMNS, keys, {},
+                                      "n.technique, t.metric, t.k"),
+                per_user=self._per_run(con, "per_user", PER_USER_COLUMNS, keys, {},
+                                       "n.technique, t.metric, t.k, t.user_id"),
+                recs=self._per_run(con, "recs", REC_COLUMNS, keys, {},
+                                   "n.technique, t.user_id, t.rank"),
+                truth=self._truth(con, skey),
+                items=con.execute("SELECT item_id, train_users FROM items WHERE split_key = ? "
+                                  "ORDER BY rowid", [skey]).df())
 
-            runs = q("runs", "*", "technique")
-            metrics = q("metrics", "technique, encoder, metric, k, value, n_users",
-                        "technique, metric, k")
-            per_user = q("per_user", "technique, user_id, metric, k, value",
-                         "technique, metric, k, user_id")
-            recs = q("recs", "technique, user_id, rank, item_id, score", "technique, user_id, rank")
-            truth = con.execute(
-                "SELECT user_id, item_id FROM truth WHERE split_key = ? ORDER BY user_id, item_id",
-                [split or ""],
-            ).df()
-        return StoredRuns(runs, metrics, per_user, recs, truth)
-
-    def load_metrics(self, keys: Sequence[str], split: str | None = None) -> StoredRuns:
+    def load_metrics(self, keys: Keys, split: str | None = None) -> StoredRuns:
         """Only the small parts of the runs ``keys``: metrics, run rows and the split's truth
         (``per_user`` and ``recs`` come back empty; query them with ``query_per_user`` /
         ``query_recs``)."""
-        keys = list(keys)
         with self.connect() as con:
-            runs = con.execute("SELECT * FROM runs WHERE list_contains(?, run_key) "
-                               "ORDER BY technique", [keys]).df()
-            metrics = con.execute(
-                "SELECT technique, encoder, metric, k, value, n_users FROM metrics "
-                "WHERE list_contains(?, run_key) ORDER BY technique, metric, k", [keys]).df()
-            truth = con.execute(
-                "SELECT user_id, item_id FROM truth WHERE split_key = ? ORDER BY user_id, item_id",
-                [split or ""]).df()
+            runs = self._runs_rows(con, keys)
+            metrics = self._per_run(con, "metrics", METRIC_COLUMNS, keys, {},
+                                    "n.technique, t.metric, t.k")
+            truth = self._truth(con, self._split_of(runs, split))
         empty = pd.DataFrame()
         return StoredRuns(runs, metrics, empty, empty, truth)
 
-    def query_per_user(self, keys: Sequence[str], metric: str | None = None,
-                       k: int | None = None, user_id: str | None = None,
-                       technique: str | None = None) -> pd.DataFrame:
-        """Per-user rows (technique, user_id, metric, k, value) of runs ``keys``, filtered in
-        DuckDB by whichever of ``metric``, ``k``, ``user_id``, ``technique`` is given."""
-        return self._select(
-            "per_user", "technique, user_id, metric, k, value", keys,
-            {"metric": metric, "k": k, "user_id": user_id, "technique": technique},
-            "technique, metric, k, user_id")
+    @staticmethod
+    def _truth(con, skey: str) -> pd.DataFrame:
+        return con.execute("SELECT user_id, item_id FROM truth WHERE split_key = ? "
+                           "ORDER BY user_id, item_id", [skey]).df()
 
-    def query_recs(self, keys: Sequence[str], user_id: str | None = None,
+    def query_per_user(self, keys: Keys, metric: str | None = None, k: int | None = None,
+                       user_id: str | None = None, technique: str | None = None) -> pd.DataFrame:
+        """Per-user rows (technique, user_id, metric, k, value) of runs ``keys``, filtered in
+        DuckDB by whichever of ``metric``, ``k``, ``user_id``, ``technique`` (label) is given."""
+        with self.connect() as con:
+            return self._per_run(
+                con, "per_user", PER_USER_COLUMNS, keys,
+                {"metric": metric, "k": k, "user_id": user_id, "technique": technique},
+                "n.technique, t.metric, t.k, t.user_id")
+
+    def query_recs(self, keys: Keys, user_id: str | None = None,
                    technique: str | None = None) -> pd.DataFrame:
         """Top-k rows (technique, user_id, rank, item_id, score) of runs ``keys``, optionally of
-        one user and/or technique."""
-        return self._select(
-            "recs", "technique, user_id, rank, item_id, score", keys,
-            {"user_id": user_id, "technique": technique}, "technique, user_id, rank")
-
-    def _select(self, table: str, columns: str, keys: Sequence[str],
-                equal: dict[str, Any], order: str) -> pd.DataFrame:
-        """Rows of ``table`` for runs ``keys`` where each non-None ``equal`` column matches."""
-        where, params = ["list_contains(?, run_key)"], [list(keys)]
-        for col, value in equal.items():
-            if value is not None:
-                where.append(f"{col} = ?")
-                params.append(value)
+        one user and/or technique (label)."""
         with self.connect() as con:
-            return con.execute(
-                f"SELECT {columns} FROM {table} WHERE " + " AND ".join(where)
-                + f" ORDER BY {order}", params).df()
+            return self._per_run(con, "recs", REC_COLUMNS, keys,
+                                 {"user_id": user_id, "technique": technique},
+                                 "n.technique, t.user_id, t.rank")
 
     def list_runs(self) -> pd.DataFrame:
-        """One row per stored run (key, dataset, split, seed, technique, encoders, created)."""
+        """One row per stored run, oldest first: run_key, dataset_name, dataset, split, seed,
+        label, technique, encoder_ids (JSON), options (JSON), ks (JSON), created (epoch s)."""
         with self.connect() as con:
             return con.execute(
-                "SELECT run_key, dataset, split, seed, technique, encoders, created FROM runs "
-                "ORDER BY created"
+                "SELECT run_key, dataset_name, dataset, split, seed, label, technique, "
+                "encoder_ids, options, ks, created FROM runs ORDER BY created, run_key"
             ).df()
+
+    def resolve(self, prefix: str) -> str:
+        """The full key of the one stored run whose key starts with ``prefix``; ``LabError``
+        when none or several do."""
+        prefix = str(prefix).strip()
+        with self.connect() as con:
+            found = [r[0] for r in con.execute(
+                "SELECT run_key FROM runs WHERE starts_with(run_key, ?) ORDER BY run_key",
+                [prefix]).fetchall()] if prefix else []
+        if not found:
+            raise LabError(f"{self.path}: no stored run has a key starting with {prefix!r} "
+                           "(list them with `python -m core runs list`)")
+        if len(found) > 1:
+            raise LabError(f"{self.path}: {len(found)} stored runs have keys starting with "
+                           f"{prefix!r} ({', '.join(k[:16] for k in found[:4])}, …); give more "
+                           "of the key")
+        return found[0]
+
+    def runs_info(self, keys: Keys) -> dict[str, dict[str, Any]]:
+        """Run key -> the run's row with its JSON columns decoded (missing keys are left out)."""
+        with self.connect() as con:
+            runs = self._runs_rows(con, keys)
+        out = {}
+        for row in runs.to_dict(orient="records"):
+            for col in _JSON_COLUMNS:
+                row[col] = json.loads(row[col]) if row.get(col) else {}
+            out[row["run_key"]] = row
+        return out
 
     # --- writes ------------------------------------------------------------------------------
     def save(
         self,
-        key: str,
+        run: RunIdentity,
         *,
         split_key_: str,
-        info: Mapping[str, Any],
+        ks: Sequence[int],
         metrics: pd.DataFrame,
         per_user: pd.DataFrame,
         recs: pd.DataFrame,
+        params: Mapping[str, Any] | None = None,
+        timings: Mapping[str, Any] | None = None,
+        info: Mapping[str, Any] | None = None,
         truth: pd.DataFrame | None = None,
+        items: pd.DataFrame | None = None,
     ) -> None:
-        """Store one technique's run under ``key`` (replacing it), in one transaction.
+        """Store one row's run under ``run.key`` (replacing it), in one transaction.
 
         Args:
-            info: ``dataset``, ``split``, ``seed``, ``technique``, ``encoders``, ``options``,
-                ``ks``, ``params``, ``timings`` (JSON-serialisable).
-            metrics: columns technique, encoder, metric, k, value, n_users.
-            per_user: columns technique, user_id, metric, k, value.
-            recs: columns technique, user_id, rank, item_id, score.
-            truth: columns user_id, item_id; stored once per ``split_key_``.
+            ks: the cut-offs ``metrics`` were computed at (``recs`` hold the top ``max(ks)``).
+            metrics: columns encoder, metric, k, value, n_users.
+            per_user: columns user_id, metric, k, value.
+            recs: columns user_id, rank, item_id, score.
+            params: the hyperparameters used (incl. validation's picks); timings: fit_s, eval_s.
+            info: run details (JSON-serialisable): split sizes, counts, protocol audit, ...
+            truth: columns user_id, item_id; items: columns item_id, train_users; each stored
+                once per ``split_key_``.
         """
         frames = {
-            "metrics": _frame(metrics, ["technique", "encoder", "metric", "k", "value", "n_users"],
-                              key),
-            "per_user": _frame(per_user, ["technique", "user_id", "metric", "k", "value"], key),
-            "recs": _frame(recs, ["technique", "user_id", "rank", "item_id", "score"], key),
+            "metrics": _frame(metrics, METRIC_COLUMNS[1:], run.key),
+            "per_user": _frame(per_user, PER_USER_COLUMNS[1:], run.key),
+            "recs": _frame(recs, REC_COLUMNS[1:], run.key),
         }
         row = [
-            key, split_key_, str(info.get("dataset", "")), str(info.get("split", "")),
-            int(info.get("seed", 0)), str(info.get("technique", "")),
-            json.dumps(info.get("encoders", {}), sort_keys=True, default=str),
-            json.dumps(info.get("options", {}), sort_keys=True, default=str),
-            json.dumps(list(info.get("ks", [])), default=str),
-            json.dumps(info.get("params", {}), sort_keys=True, default=str),
-            json.dumps(info.get("timings", {}), sort_keys=True, default=str),
+            run.key, split_key_, run.dataset, run.dataset_name, run.split, int(run.seed),
+            run.technique, _json(run.params), run.label, _json(run.encoders),
+            _json(run.encoder_ids), _json(run.options), json.dumps(sorted(int(k) for k in ks)),
+            _json(params or {}), _json(timings or {}), json.dumps(info or {}, default=str),
             time.time(),
         ]
         with self.connect(write=True) as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 for table in ("runs", "metrics", "per_user", "recs"):
-                    con.execute(f"DELETE FROM {table} WHERE run_key = ?", [key])
-                con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                    con.execute(f"DELETE FROM {table} WHERE run_key = ?", [run.key])
+                con.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(row))})", row)
                 for table, frame in frames.items():
-                    con.register("_incoming", frame)
-                    con.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
-                    con.unregister("_incoming")
-                if truth is not None:
-                    have = con.execute("SELECT count(*) FROM truth WHERE split_key = ?",
+                    _insert(con, table, frame)
+                for table, frame, cols in (("truth", truth, ["user_id", "item_id"]),
+                                           ("items", items, ["item_id", "train_users"])):
+                    if frame is None:
+                        continue
+                    have = con.execute(f"SELECT count(*) FROM {table} WHERE split_key = ?",
                                        [split_key_]).fetchall()[0][0]
                     if not have:
-                        t = pd.DataFrame({
-                            "split_key": split_key_,
-                            "user_id": truth["user_id"].astype(str).to_numpy(),
-                            "item_id": truth["item_id"].astype(str).to_numpy(),
-                        })
-                        con.register("_incoming", t)
-                        con.execute("INSERT INTO truth SELECT * FROM _incoming")
-                        con.unregister("_incoming")
+                        part = pd.DataFrame({"split_key": split_key_, **{
+                            c: (frame[c].astype(str) if c.endswith("_id") else frame[c])
+                            .to_numpy() for c in cols}})
+                        _insert(con, table, part)
                 con.execute("COMMIT")
             except Exception:
                 con.execute("ROLLBACK")
                 raise
 
+    def compute_once(
+        self,
+        keys: Mapping[str, str],
+        compute: Callable[[list[str]], tuple[list[str], dict[str, str]]],
+        ks: Iterable[int] = (),
+        on_wait: Callable[[str, float], None] | None = None,
+    ) -> tuple[list[str], dict[str, str], list[str]]:
+        """Have the runs ``keys`` (label -> run key) computed and stored, each once however many
+        sessions (threads or processes) ask for it at the same time.
+
+        ``compute(labels)`` computes and stores the runs of ``labels`` and returns (computed
+        labels, skipped label -> reason). Runs nobody else is computing are computed under their
+        ``compute_lock``; for the others this waits (holding no lock, so no deadlock; calling
+        ``on_wait(label, seconds)`` about once a second), then reloads what the other session
+        stored, computing a run itself only if the other did not store it (it failed or skipped
+        it) or after ``wait_timeout`` seconds. A run counts as stored when it covers ``ks``.
+        Returns (computed, skipped, waited: the labels another session computed).
+        """
+        ks = list(ks)
+        labels: list[str] = []  # one label per key (the first), in the caller's order
+        for label, key in keys.items():
+            if key not in {keys[t] for t in labels}:
+                labels.append(label)
+        computed: list[str] = []
+        skipped: dict[str, str] = {}
+
+        def run(todo: list[str]) -> None:
+            done, skip = compute(todo)
+            computed.extend(done)
+            skipped.update(skip)
+
+        def unstored(some: list[str]) -> list[str]:
+            have = self.existing([keys[t] for t in some], ks) if some else set()
+            return [t for t in some if keys[t] not in have]
+
+        locks = {t: self.compute_lock(keys[t]) for t in labels}
+        # 1. claim what nobody is computing; another session may have stored it meanwhile
+        mine = [t for t in labels if locks[t].acquire(timeout=0)]
+        try:
+            todo = unstored(mine)
+            if todo:
+                run(todo)
+        finally:
+            for t in mine:
+                locks[t].release()
+        busy = [t for t in labels if t not in mine]
+        if not busy:
+            return computed, skipped, []
+
+        # 2. wait for the other session (holding nothing), then reload what it stored
+        held = []
+        try:
+            for t in sorted(busy, key=lambda t: keys[t]):  # one order for every session
+                wait = None if on_wait is None else (lambda s, t=t: on_wait(t, s))
+                if locks[t].acquire(timeout=self.wait_timeout, on_wait=wait):
+                    held.append(t)
+            todo = unstored(busy)  # what the other did not store (failed, skipped, too slow)
+            if todo:
+                run(todo)
+        finally:
+            for t in held:
+                locks[t].release()
+        return computed, skipped, [t for t in busy if t not in todo]
+
     def clear(self) -> int:
         """Delete every stored run; returns how many there were."""
         with self.connect(write=True) as con:
             n = con.execute("SELECT count(*) FROM runs").fetchall()[0][0]
-            for table in ("runs", "metrics", "per_user", "recs", "truth"):
+            for table in ("runs", "metrics", "per_user", "recs", "truth", "items"):
                 con.execute(f"DELETE FROM {table}")
         return int(n)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _insert(con, table: str, frame: pd.DataFrame) -> None:
+    con.register("_incoming", frame)
+    try:
+        con.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
+    finally:
+        con.unregister("_incoming")
 
 
 def _frame(df: pd.DataFrame, columns: list[str], key: str) -> pd.DataFrame:
@@ -412,13 +687,9 @@ def _frame(df: pd.DataFrame, columns: list[str], key: str) -> pd.DataFrame:
     and ids as strings, in the table's column order."""
     out = pd.DataFrame({"run_key": [key] * len(df)})
     for col in columns:
-        if col in df.columns:
-            values = df[col].to_numpy()
-        else:
-            values = [None] * len(df)
-        out[col] = values
-    for col in ("user_id", "item_id", "technique", "encoder", "metric"):
+        out[col] = df[col].to_numpy() if col in df.columns else [None] * len(df)
+    for col in ("user_id", "item_id", "encoder", "metric"):
         if col in out.columns:
-            out[col] = out[col].astype(object).where(out[col].notna(), None)
-            out[col] = [None if v is None else str(v) for v in out[col]]
+            out[col] = [None if v is None or (isinstance(v, float) and v != v) else str(v)
+                        for v in out[col]]
     return out

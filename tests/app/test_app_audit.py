@@ -36,7 +36,7 @@ def test_stored_run_details_carry_the_split_audit(lab, tmp_path):
     cold = sum(u not in train_users for u in set(split.test["user"]))
     runs = RunStore.in_cache(tmp_path).load_metrics(list(cmp.keys.values())).runs
     for row in runs.itertuples():
-        audit = json.loads(row.params)["audit"]
+        audit = json.loads(row.info)["audit"]  # the run's details, beside its params
         assert audit == {**expected, "cold_users": cold}, row.technique
     audits = [e for e in events if e.phase == "audit"]
     assert len(audits) == 1 and audits[0].message.startswith("protocol audit:")

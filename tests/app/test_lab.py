@@ -23,6 +23,7 @@ import pytest
 
 import core.evaluation.experiment as experiment
 from core import lab as api
+from core.encoders import runtime
 from core.evaluation.experiment import ExperimentResult
 from core.progress import ProgressEvent
 from core.store.runs import RunLock, RunStore
@@ -40,12 +41,12 @@ ASKED = ["popular", "als", "bpr"]
 SKIP_REASON = "needs a GPU here"
 
 
-def _hand_made(ds, split, techniques, *args, **kwargs) -> ExperimentResult:
+def _hand_made(ds, split, techniques, ks, *args, **kwargs) -> ExperimentResult:
     """Stands in for ``run_experiment``: the same results whatever the data (raw user ids in
-    ``user``, as the real one returns them)."""
+    ``user_id``, as the real one returns them), said to be computed at ``ks``."""
     assert techniques == ASKED
     per_user = pd.DataFrame([
-        {"technique": t, "user": u, "metric": "ndcg", "k": 10, "value": v}
+        {"technique": t, "user_id": u, "metric": "ndcg", "k": 10, "value": v}
         for t, vals in NDCG.items() for u, v in zip(USERS, vals)
     ])
     metrics = pd.DataFrame([
@@ -61,7 +62,8 @@ def _hand_made(ds, split, techniques, *args, **kwargs) -> ExperimentResult:
                           "item_id": ["a", "b", "c", "d", "e"]})
     return ExperimentResult(
         metrics=metrics, per_user=per_user, recs=recs, truth=truth,
-        skipped=pd.DataFrame([{"technique": "bpr", "reason": SKIP_REASON}]))
+        skipped=pd.DataFrame([{"technique": "bpr", "reason": SKIP_REASON}]),
+        meta={"ks": list(ks)})
 
 
 def _data(key: str = "k") -> api.LabData:
@@ -142,8 +144,30 @@ def test_run_keys_change_with_encoder_precision(monkeypatch):
     assert fp32["image"] != suffixed["image"] and fp32["als"] == suffixed["als"]
     monkeypatch.setenv("MMREC_BF16", "1")  # the environment asks for the same bf16 run
     assert key("cnn:efficientnet-lite0") == suffixed
-    monkeypatch.setenv("MMREC_BF16", "auto")  # measured per machine: stored apart from both
-    assert key("cnn:efficientnet-lite0")["image"] not in (fp32["image"], suffixed["image"])
+    # auto: the key holds the precision measured on this machine (Encoder.id), so the run is
+    # the fp32 or the bf16 one
+    monkeypatch.setattr(runtime, "_auto_reports", {})
+    monkeypatch.setattr(runtime.TorchEncoder, "measure_precision", lambda self, repeats=0: {
+        "requested": "auto", "precision": "bf16", "reason": "measured (faked here)"})
+    monkeypatch.setenv("MMREC_BF16", "auto")
+    assert key("cnn:efficientnet-lite0") == suffixed
+
+
+def test_run_keys_follow_the_encoder_id_not_the_spec(monkeypatch):
+    """A spec whose weights change (a ``file=`` checkpoint replaced) is a new run."""
+    from core import encoders
+
+    def key() -> str:
+        return api.run_keys(_data(), "random", 1, ["image"], {"image": "cnn:mine"}, {})["image"]
+
+    class Weights:
+        id = "cnn:mine/sha256=aaaa+fp32"
+
+    monkeypatch.setitem(encoders._cache, "cnn:mine [fp32]", Weights())
+    monkeypatch.setenv("MMREC_BF16", "0")
+    before = key()
+    monkeypatch.setattr(Weights, "id", "cnn:mine/sha256=bbbb+fp32")
+    assert key() != before
 
 
 def test_encoder_roles():

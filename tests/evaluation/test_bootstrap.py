@@ -13,7 +13,7 @@ from core.evaluation.bootstrap import CI_COLUMNS, bootstrap_ci, format_ci, paire
 def _per_user(values: dict[str, np.ndarray], metric: str = "ndcg", k: int = 10) -> pd.DataFrame:
     parts = []
     for tech, v in values.items():
-        parts.append(pd.DataFrame({"technique": tech, "user": [f"u{i}" for i in range(len(v))],
+        parts.append(pd.DataFrame({"technique": tech, "user_id": [f"u{i}" for i in range(len(v))],
                                    "metric": metric, "k": k, "value": v}))
     return pd.concat(parts, ignore_index=True)
 

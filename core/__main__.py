@@ -228,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="random",
                    choices=["random", "user", "temporal", "cold-item"])
     p.add_argument("--techniques", default=None,
-                   help="comma-separated techniques (default random,popular,als,bpr,itemknn)")
+                   help="comma-separated rows: name or name:key=value,key=value "
+                        "(default random,popular,als,bpr,itemknn)")
     p.add_argument("--preset", default=None, choices=["study"],
                    help="run every row of the study's Table 1 the encoders allow")
     p.add_argument("--k", default="10,20,30", help="comma-separated cut-offs")
@@ -242,8 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also export the stored runs to this directory (recs/truth/metrics/items "
                         "parquet + run.json)")
     p.add_argument("--encoder", default=None, help="CLIP encoder spec (clip-t*, multiview)")
-    p.add_argument("--text-encoder", default=None, help="text encoder spec (text technique)")
-    p.add_argument("--image-encoder", default=None, help="image encoder spec (image technique)")
+    p.add_argument("--text-encoder", default=None, help="text encoder spec (default text:minilm)")
+    p.add_argument("--image-encoder", default=None,
+                   help="image encoder spec (default cnn:efficientnet-lite0)")
     p.add_argument("--photo-filter", default=None, choices=["food"],
                    help="keep only food/drink photos (CLIP zero-shot label, or the dataset's own)")
     p.add_argument("--review-filter", default=None, choices=["positive"],

@@ -63,13 +63,14 @@ def _encoders(ids: dict[str, str]) -> str:
 
 
 def format_run_list(runs: pd.DataFrame) -> str:
-    """One line per stored run: key prefix, dataset, split, seed, row, encoders, created."""
+    """One line per stored run: key prefix, dataset, split, seed, row, created, encoders (last,
+    since a hybrid's three encoder ids are long)."""
     if runs.empty:
         return "no stored runs"
     rows = [(str(r.run_key)[:KEY_CHARS], str(r.dataset_name), str(r.split), str(int(r.seed)),
-             str(r.label), _encoders(json.loads(r.encoder_ids)), _when(r.created))
+             str(r.label), _when(r.created), _encoders(json.loads(r.encoder_ids)))
             for r in runs.itertuples()]
-    head = ("key", "dataset", "split", "seed", "row", "encoders", "created")
+    head = ("key", "dataset", "split", "seed", "row", "created", "encoders")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
 
     def line(cells) -> str:

@@ -42,7 +42,7 @@ def test_cli_runs_are_listed_and_the_app_shows_them_without_computing(
 
     assert main(["runs", "list", "--cache-dir", str(cli_cache)]) == 0
     head, *lines = capsys.readouterr().out.splitlines()
-    assert head.split() == ["key", "dataset", "split", "seed", "row", "encoders", "created"]
+    assert head.split() == ["key", "dataset", "split", "seed", "row", "created", "encoders"]
     assert len(lines) == 2
     assert sorted(line.split()[4] for line in lines) == sorted(CLI_ROWS)
     assert all(line.split()[1:4] == ["demo", "random", "42"] for line in lines)

@@ -182,7 +182,7 @@ def test_save_run_and_runs_export_write_the_same_stored_run(taste, tmp_path, cap
     _evaluate(taste, argv, capsys)
     assert main(["runs", "list", "--cache-dir", str(tmp_path / "cache")]) == 0
     head, line = capsys.readouterr().out.splitlines()
-    key, dataset, split, seed, row, encoders = line.split()[:6]
+    key, dataset, split, seed, row, _day, _time, encoders = line.split()[:8]
     assert (dataset, split, seed, row, encoders) == ("taste", "random", "3", "popular", "-")
     assert main(["runs", "export", key, str(tmp_path / "exported"),
                  "--cache-dir", str(tmp_path / "cache")]) == 0

@@ -154,6 +154,74 @@ def _skipped_frame(skipped: Mapping[str, str]) -> pd.DataFrame:
                         columns=["technique", "reason"])
 
 
+@dataclass
+class Computation:
+    """What ``compute_missing`` did: rows computed and stored now, rows skipped (with reasons),
+    rows another session computed while this one waited, and this session's last
+    ``run_experiment`` result (None when it computed nothing)."""
+
+    computed: list[str]
+    skipped: dict[str, str]
+    waited: list[str]
+    last: ExperimentResult | None = None
+
+
+def compute_missing(
+    ds: Dataset,
+    store: RunStore,
+    runs: Mapping[str, RunIdentity],
+    missing: Sequence[str],
+    ks: Sequence[int],
+    split_key: str,
+    cache_root: str | Path,
+    encoders: Mapping[str, str | None],
+    options: Mapping[str, Any],
+    tune: bool,
+    progress: Progress | None,
+) -> Computation:
+    """Compute and store the runs of the rows ``missing`` (labels of ``runs``, the
+    ``plan_runs`` of the request), each once however many sessions ask: under the store's compute
+    locks (``RunStore.compute_once``), with ``run_experiment`` at ``ks`` plus ``STANDARD_KS`` plus
+    the cut-offs an older stored run of the same key had, stored by ``record_runs``. While another
+    session computes a row, ``progress`` gets ``wait`` events (the first, then one every
+    ``WAIT_EVERY`` seconds). The CLI (``evaluate_recorded``) and the app (``core.lab``) both
+    compute through here.
+    """
+    from core.evaluation import experiment
+    from core.progress import ProgressEvent
+    from core.recommenders.spec import TechniqueSpec
+    from core.store.runs import STANDARD_KS
+
+    keys = {label: runs[label].key for label in missing}
+    every_k = set(ks) | set(STANDARD_KS)  # a run stored at other cut-offs keeps them too
+    for run in store.runs_info(list(keys.values())).values():
+        every_k |= {int(k) for k in run["ks"]}
+    used = {r: s for r, s in encoders.items() if s}
+    opts = {k: v for k, v in options.items() if k != "tune"}
+    fresh: list[ExperimentResult] = []
+
+    def compute(todo: list[str]) -> tuple[list[str], dict[str, str]]:
+        rows = [TechniqueSpec(runs[t].technique, runs[t].params, label=t) for t in todo]
+        result = experiment.run_experiment(
+            ds, runs[todo[0]].split, rows, sorted(every_k), runs[todo[0]].seed, cache_root,
+            encoders=dict(used), options=dict(opts), progress=progress, tune=tune)
+        fresh.append(result)
+        return record_runs(store, {t: runs[t] for t in todo}, result, split_key)
+
+    told: dict[str, float] = {}
+
+    def waiting(label: str, seconds: float) -> None:
+        if seconds - told.get(label, -WAIT_EVERY) >= WAIT_EVERY:
+            told[label] = seconds
+            tail = f" ({seconds:.0f} s)" if seconds >= 1 else ""
+            progress(ProgressEvent("wait", label, message=f"another session is computing {label}; "
+                                                          f"waiting{tail}"))
+
+    computed, skipped, waited = store.compute_once(
+        keys, compute, ks, on_wait=waiting if progress is not None else None)
+    return Computation(computed, skipped, waited, fresh[-1] if fresh else None)
+
+
 def evaluate_recorded(
     ds: Dataset,
     dataset: str,
@@ -181,10 +249,9 @@ def evaluate_recorded(
         rows and ``meta["encoders"]`` of this request.
     """
     from core.config import cache_dir
-    from core.evaluation import experiment
-    from core.progress import ProgressEvent, resolve_progress
+    from core.progress import resolve_progress
     from core.recommenders.spec import as_specs
-    from core.store.runs import STANDARD_KS, RunStore, plan_runs, run_options, split_key
+    from core.store.runs import RunStore, plan_runs, run_options, split_key
 
     rows = as_specs(rows)
     ks = sorted({int(k) for k in ks})
@@ -199,39 +266,16 @@ def evaluate_recorded(
     skey = split_key(dataset, split, seed, key_options)
     store = RunStore.in_cache(root)
     have = store.existing(keys.values(), ks)
-    missing = {label: key for label, key in keys.items() if key not in have}
-    by_label = {row.label: row for row in rows}
-    fresh: list[ExperimentResult] = []
-    # a run stored at other cut-offs is replaced by one that keeps them too
-    every_k = set(ks) | set(STANDARD_KS)
-    for run in store.runs_info(list(missing.values())).values():
-        every_k |= {int(k) for k in run["ks"]}
-
+    missing = [label for label, key in keys.items() if key not in have]
     sink = resolve_progress(progress)  # one console for the runs and the waits
-
-    def compute(todo: list[str]) -> tuple[list[str], dict[str, str]]:
-        result = experiment.run_experiment(
-            ds, split, [by_label[t] for t in todo], sorted(every_k), seed, root,
-            encoders=dict(encoders), options=dict(options), progress=sink, tune=tune)
-        fresh.append(result)
-        return record_runs(store, {t: plan[t] for t in todo}, result, skey)
-
-    told: dict[str, float] = {}
-
-    def waiting(label: str, seconds: float) -> None:
-        if sink is not None and seconds - told.get(label, -WAIT_EVERY) >= WAIT_EVERY:
-            told[label] = seconds
-            tail = f" ({seconds:.0f} s)" if seconds >= 1 else ""
-            sink(ProgressEvent("wait", label, message=f"another session is computing {label}; "
-                                                      f"waiting{tail}"))
-
-    computed, skipped, waited = (store.compute_once(missing, compute, ks, on_wait=waiting)
-                                 if missing else ([], {}, []))
+    done = (compute_missing(ds, store, plan, missing, ks, skey, root, encoders, options, tune,
+                            sink) if missing else Computation([], {}, []))
+    computed, skipped, waited = done.computed, done.skipped, done.waited
     result = stored_result(store, {t: k for t, k in keys.items() if t not in skipped}, ks)
     if result is None:  # every row skipped: report on the split of the last computation
-        if not fresh:
+        if done.last is None:
             raise LabError("no technique row to evaluate")
-        result = fresh[-1]
+        result = done.last
         result.meta["ks"] = ks
     result.meta["encoders"] = dict(encoders)
     result.skipped = _skipped_frame({t: skipped[t] for t in keys if t in skipped})

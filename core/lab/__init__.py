@@ -6,9 +6,9 @@ One module per job:
 * ``data``     ``load`` a dataset into ``LabData`` (with covers and categories), ``describe`` it,
                ``split_of``, the ``fit_context`` / embedding ``provider`` the others build on.
 * ``choices``  encoder specs per role, techniques with availability, split kinds (the pickers).
-* ``runs``     ``run_comparison`` -> ``Comparison`` (stored runs from the ``RunStore``), the
-               metric table, metric-vs-k rows and paired bootstrap CIs of the Compare page.
-* ``compute``  ``compute_once``: a missing run is computed once however many sessions ask.
+* ``runs``     ``run_comparison`` -> ``Comparison`` (stored runs from the ``RunStore``; missing ones
+               computed once however many sessions ask, as the CLI does), the metric table,
+               metric-vs-k rows and paired bootstrap CIs of the Compare page.
 * ``inspect``  one user: worst users, where A beats B, ``user_view`` with "because you liked …".
 * ``search``   free-text search over photos or item texts.
 * ``maps``     the embedding map (cached UMAP) with a user's overlay.
@@ -31,7 +31,6 @@ from core.lab.choices import (
     split_kinds,
     technique_choices,
 )
-from core.lab.compute import Progress
 from core.lab.data import LabData, describe, fit_context, load, provider, split_of
 from core.lab.inspect import (
     UserView,
@@ -57,6 +56,7 @@ from core.lab.runs import (
     stored_techniques,
 )
 from core.lab.search import SEARCH_MODES, search
+from core.progress import Progress
 
 __all__ = [
     "DEFAULT_ENCODERS", "KS", "ROLES", "ROLE_LABELS", "SEARCH_MODES", "Comparison", "EmbeddingMap",

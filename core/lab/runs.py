@@ -1,7 +1,8 @@
 """Evaluation runs as the Compare page sees them: ``run_comparison`` reloads the stored runs of
 several techniques on one (dataset, split, seed) from the ``RunStore`` and computes the missing
-ones once (``core.lab.compute``); ``metric_table``, ``metric_long`` and ``paired_ci`` turn the
-resulting ``Comparison`` into the page's table, chart rows and confidence intervals.
+ones once (``core.evaluation.recorded.compute_missing``, as the CLI does); ``metric_table``,
+``metric_long`` and ``paired_ci`` turn the resulting ``Comparison`` into the page's table, chart
+rows and confidence intervals.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from core.lab.compute import Progress, compute_once
 from core.lab.data import LabData
+from core.progress import Progress
 from core.store.runs import STANDARD_KS
 
 if TYPE_CHECKING:
@@ -155,8 +156,11 @@ def run_comparison(
     computed: list[str] = []
     waited: list[str] = []
     if missing and compute:
-        computed, skipped, waited = compute_once(data, cache_root, store, split, seed, missing,
-                                                 encoders, options, ks, runs, skey, progress)
+        from core.evaluation.recorded import compute_missing
+
+        done = compute_missing(data.ds, store, runs, missing, ks, skey, cache_root, encoders,
+                               options, bool(options.get("tune", True)), progress)
+        computed, skipped, waited = done.computed, done.skipped, done.waited
     usable = store.existing(keys.values(), ks) if missing else have
     shown = {t: keys[t] for t in techniques if keys[t] in usable}
     stored = store.load_metrics(shown, split=skey)

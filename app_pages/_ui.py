@@ -191,8 +191,10 @@ def paired_ci(cmp: api.Comparison, baseline: str, metric: str, k: int, seed: int
     return _paired_ci(cmp, cmp.identity, baseline, metric, int(k), int(seed))
 
 
-def run_with_status(lab: api.LabData, cfg: Settings, techniques: list[str]) -> api.Comparison:
-    """Compute the missing runs of ``techniques`` inside an ``st.status`` box, drawn from the
+def run_with_status(lab: api.LabData, cfg: Settings, techniques: list[str],
+                    missing: list[str]) -> api.Comparison:
+    """Compute the ``missing`` runs of ``techniques`` (the page already knows which, from
+    ``stored_techniques``) inside an ``st.status`` box, drawn from the
     engine's ``ProgressEvent``s: the overall bar counts rows that ended (``done`` / ``skipped``),
     a second bar follows the counted job at hand (encoding, tuning, scoring users), other events
     are lines.
@@ -200,9 +202,6 @@ def run_with_status(lab: api.LabData, cfg: Settings, techniques: list[str]) -> a
     Warnings (events with ``warning``, e.g. the protocol audit finding held-out pairs also in
     train) are shown in the box and kept in ``st.session_state["run_warnings"]`` for the page to
     show after its rerun."""
-    missing = [t for t in techniques
-               if t not in api.stored_techniques(lab, cfg.cache_root, cfg.split, cfg.seed,
-                                                 techniques, cfg.encoders, cfg.options)]
     with st.status(f"Running {', '.join(missing)} …", expanded=True) as status:
         bar = st.progress(0.0)
         job = st.empty()

@@ -44,7 +44,7 @@ if missing:
     if st.button(f"Run {len(missing)} technique{'s' * (len(missing) > 1)}", type="primary",
                  key="run_missing"):
         with ui.guard():
-            result = ui.run_with_status(lab, cfg, chosen)
+            result = ui.run_with_status(lab, cfg, chosen, missing)
         st.session_state["compare_notice"] = (result.computed, result.skipped)
         st.rerun()
 notice = st.session_state.pop("compare_notice", None)

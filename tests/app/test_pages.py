@@ -201,15 +201,14 @@ def _status_script():
                               skipped={"image": "image needs photos"})
 
     # AppTest runs this script in the test process: put the engine back afterwards
-    saved = api.run_comparison, api.stored_techniques
+    saved = api.run_comparison
     api.run_comparison = run_comparison
-    api.stored_techniques = lambda *args, **kwargs: []
     try:
         cfg = ui.Settings(spec="demo", cache_root=ui.cache_root(), split="random", seed=1,
                           encoders={}, options={})
-        result = ui.run_with_status(None, cfg, ["als", "image"])
+        result = ui.run_with_status(None, cfg, ["als", "image"], ["als", "image"])
     finally:
-        api.run_comparison, api.stored_techniques = saved
+        api.run_comparison = saved
     st.session_state["computed"] = result.computed
 
 

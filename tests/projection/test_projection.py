@@ -3,8 +3,6 @@ store (sessions of one process at once, files without a schema version, another 
 
 from __future__ import annotations
 
-import threading
-
 import duckdb
 import numpy as np
 import pytest
@@ -66,7 +64,7 @@ def test_place_near_is_the_similarity_weighted_mean_of_nearest_points():
     np.testing.assert_allclose(place_near(q, vectors, coords, k=2)[0], expected, rtol=1e-5)
 
 
-def test_sessions_of_one_process_create_the_file_and_store_maps_at_once(tmp_path):
+def test_sessions_of_one_process_create_the_file_and_store_maps_at_once(tmp_path, concurrently):
     # Streamlit sessions are threads of one process sharing DuckDB's database instance: two
     # sessions creating the schema, or replacing the same map, at once must not collide
     from core.projection.store import ProjectionStore
@@ -74,25 +72,14 @@ def test_sessions_of_one_process_create_the_file_and_store_maps_at_once(tmp_path
     path = tmp_path / "projections.duckdb"
     coords = np.arange(4000, dtype=np.float32).reshape(2000, 2)
     n = 4
-    start = threading.Barrier(n)
-    errors: list[BaseException] = []
 
     def session(i: int) -> None:
-        start.wait()
-        try:
-            store = ProjectionStore(path)
-            store.put(f"k{i}", coords + i, {"session": i})
-            store.put("shared", coords, {"session": i})  # every session maps the same thing
-            assert store.get("shared") is not None
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        store = ProjectionStore(path)
+        store.put(f"k{i}", coords + i, {"session": i})
+        store.put("shared", coords, {"session": i})  # every session maps the same thing
+        assert store.get("shared") is not None
 
-    threads = [threading.Thread(target=session, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert concurrently(n, session) == []
     store = ProjectionStore(path)
     for i in range(n):
         np.testing.assert_array_equal(store.get(f"k{i}"), coords + i)

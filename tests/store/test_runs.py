@@ -185,7 +185,7 @@ def test_incompatible_schema_names_the_file_and_says_to_delete_it(tmp_path):
         RunStore.in_cache(tmp_path)
 
 
-def test_sessions_of_one_process_create_the_file_and_store_a_split_once(tmp_path):
+def test_sessions_of_one_process_create_the_file_and_store_a_split_once(tmp_path, concurrently):
     # Streamlit sessions are threads of one process: they share DuckDB's database instance, where
     # two unserialised writers raced (a catalog conflict creating the schema, the split's truth
     # inserted once per writer)
@@ -193,24 +193,13 @@ def test_sessions_of_one_process_create_the_file_and_store_a_split_once(tmp_path
     truth = pd.DataFrame({"user_id": users, "item_id": "i"})
     metrics, per_user, recs, _ = _frames("t", 0.5)
     n = 4
-    start = threading.Barrier(n)
-    errors: list[BaseException] = []
 
     def session(i: int) -> None:
-        start.wait()
-        try:
-            store = RunStore.in_cache(tmp_path)
-            store.save(_run(f"k{i}", f"t{i}"), split_key_="s", ks=[10], metrics=metrics,
-                       per_user=per_user, recs=recs, truth=truth)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        store = RunStore.in_cache(tmp_path)
+        store.save(_run(f"k{i}", f"t{i}"), split_key_="s", ks=[10], metrics=metrics,
+                   per_user=per_user, recs=recs, truth=truth)
 
-    threads = [threading.Thread(target=session, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert concurrently(n, session) == []
     store = RunStore.in_cache(tmp_path)
     assert store.existing([f"k{i}" for i in range(n)]) == {f"k{i}" for i in range(n)}
     got = store.load_metrics(["k0"], split="s").truth

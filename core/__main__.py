@@ -159,6 +159,32 @@ def _dataset_key(args: argparse.Namespace, ds) -> str:
     return dataset_key(args.dataset, _options(args), ds)
 
 
+def cmd_align(args: argparse.Namespace) -> int:
+    import json
+
+    from core.config import cache_dir
+    from core.encoders.align.report import (
+        DEFAULT_COMPARE,
+        align_dataset,
+        align_spec,
+        format_report,
+    )
+
+    spec = align_spec(args.text_encoder, args.image_encoder, {
+        "pairs": args.pairs, "dim": args.dim, "head": args.head, "epochs": args.epochs,
+        "seed": args.heads_seed})
+    compare = (DEFAULT_COMPARE if args.compare is None else
+               [c.strip() for c in args.compare.split(",") if c.strip() and c.strip() != "none"])
+    report = align_dataset(_load(args), spec, cache_dir(args.cache_dir), compare, progress=True)
+    if args.format == "json":
+        print(json.dumps({"spec": report.spec, "id": report.id, "reused": report.reused,
+                          "info": report.info, "compared": report.compared}, indent=1,
+                         default=str))
+    else:
+        print(format_report(report))
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from core.evaluation.cli import evaluate_command
 
@@ -222,6 +248,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="clear every encoder's rows")
     _add_common(p)
     p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("align", help="train (or load) an align: space — a text and an image "
+                       "encoder joined on the dataset's own pairs — and show its held-out "
+                       "retrieval next to chance and CLIP")
+    _add_dataset(p)
+    p.add_argument("--text-encoder", default="text:minilm", help="text tower (default text:minilm)")
+    p.add_argument("--image-encoder", default="cnn:efficientnet-lite0",
+                   help="image tower (default cnn:efficientnet-lite0)")
+    p.add_argument("--pairs", default=None,
+                   help="pair sets joined by '+': caption, item, review (default caption+item)")
+    p.add_argument("--dim", type=int, default=None, help="shared dimension (default 256)")
+    p.add_argument("--head", choices=["linear", "mlp"], default=None,
+                   help="projection heads (default linear)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 60)")
+    p.add_argument("--heads-seed", type=int, default=None,
+                   help="seed of the heads' weights, batches and 90/10 item split (default 0)")
+    p.add_argument("--compare", default=None,
+                   help="comma-separated shared-space encoders measured on the same held-out "
+                        "pairs (default: clip:ViT-B-32/openai if its weights are here, and "
+                        "clip:ViT-B-32/untrained; 'none' for none)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="dataset sampling seed")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    _add_common(p)
+    p.set_defaults(func=cmd_align)
 
     p = sub.add_parser("evaluate", help="evaluate techniques on a split and print metric tables")
     _add_dataset(p)

@@ -12,6 +12,8 @@ Phases (``PHASES``) and what their events carry:
   trials) and one uncounted event per trial with its validation score.
 * ``embed``: encoding inputs into the embedding cache (``done`` of ``total`` distinct inputs;
   ``message`` names the job, e.g. ``text:minilm texts``).
+* ``train``: training an ``align:`` encoder's projection heads (``done`` of ``total`` epochs;
+  ``message`` names the towers and the number of pairs).
 * ``evaluate``: scoring the evaluated users (``done`` of ``total`` users).
 * ``done``: a row finished (``message``: its fit and evaluation times).
 * ``skipped``: a row could not run (``message``: the reason).
@@ -34,7 +36,8 @@ from typing import Any, TextIO
 __all__ = ["PHASES", "ConsoleProgress", "Progress", "ProgressEvent", "resolve_progress",
            "stamped"]
 
-PHASES = ("audit", "fit", "tune", "embed", "evaluate", "done", "skipped", "wait", "note")
+PHASES = ("audit", "fit", "tune", "embed", "train", "evaluate", "done", "skipped", "wait",
+          "note")
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ class ConsoleProgress:
         "embed": {"unit": "item", "leave": True, "dynamic_ncols": True, "smoothing": 0.1},
         "evaluate": {"unit": "user", "leave": False, "mininterval": 0.5, "delay": 2.0},
         "tune": {"unit": "trial", "leave": False, "delay": 2.0},
+        "train": {"unit": "epoch", "leave": True},
     }
 
     def __init__(self, file: TextIO | None = None) -> None:

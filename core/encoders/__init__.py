@@ -29,13 +29,15 @@ from core.encoders.precision import requested_precision, split_precision
 from core.errors import EncoderUnavailable
 
 __all__ = [
-    "DEFAULT_IMAGE_ENCODER", "DEFAULT_TEXT_ENCODER", "Encoder", "create_encoder", "l2_normalise",
-    "list_encoders",
+    "DEFAULT_IMAGE_ENCODER", "DEFAULT_TEXT_ENCODER", "Encoder", "clip_weights_here",
+    "create_encoder", "l2_normalise", "list_encoders",
 ]
 
 DEFAULT_TEXT_ENCODER = "text:minilm"
 DEFAULT_IMAGE_ENCODER = "cnn:efficientnet-lite0"
 KINDS = ("clip", "text", "bert", "cnn")
+#: the kind of trained-on-the-dataset joint spaces (``core.encoders.align``)
+ALIGN_KIND = "align"
 
 #: open_clip pairs always listed (more are listed when their weights are in the local cache).
 CLIP_SHOWCASE = (
@@ -59,7 +61,8 @@ def _build(spec: str) -> Encoder:
     if not sep or kind not in KINDS or not rest.strip():
         raise EncoderUnavailable(
             f"unknown encoder spec {spec!r}: use clip:<model>/<pretrained>, text:<name>, "
-            "bert:<name> or cnn:<name> (see `python -m core encoders`)"
+            "bert:<name>, cnn:<name> or align:<text spec>+<image spec> (see `python -m core "
+            "encoders`)"
         )
     if kind == "clip":
         from core.encoders.clip import ClipEncoder
@@ -89,15 +92,23 @@ def _cache_key(spec: str) -> str:
     return spec if wanted is None else f"{spec} [{wanted}]"
 
 
-def create_encoder(spec: str) -> Encoder:
+def create_encoder(spec: str, dataset=None, cache_root=None) -> Encoder:
     """The encoder for ``spec`` (one shared instance per spec and requested precision per
     process, a few kept).
+
+    ``dataset`` / ``cache_root``: only ``align:`` specs use them (their heads are trained on the
+    dataset's pairs and stored in the cache; ``core.encoders.align``); an ``align:`` spec without
+    a dataset raises ``EncoderUnavailable``.
 
     Raises ``EncoderUnavailable`` naming the spec for unknown specs, missing packages/files or an
     unreadable ``MMREC_BF16``; missing hub weights are detected when the model loads (first
     ``encode_*`` or ``load()``).
     """
     spec = spec.strip()
+    if spec.startswith(ALIGN_KIND + ":"):
+        from core.encoders.align import aligned_encoder
+
+        return aligned_encoder(spec, dataset, cache_root)
     key = _cache_key(spec)
     with _cache_lock:
         enc = _cache.get(key)
@@ -111,6 +122,24 @@ def create_encoder(spec: str) -> Encoder:
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return enc
+
+
+def clip_weights_here(spec: str) -> bool:
+    """Whether a ``clip:MODEL/TAG`` spec's weights are on this machine (hub cache or URL cache;
+    untrained and ``file=`` specs count as here); any other kind counts as here. Never uses the
+    network."""
+    if not spec.startswith("clip:"):
+        return True
+    body = split_precision(spec)[0][len("clip:"):].replace("+chunk", "")
+    model, _, tag = body.partition("/")
+    if tag == "untrained" or tag.startswith("file="):
+        return True
+    try:
+        from core.encoders.clip import local_pretrained_file
+
+        return local_pretrained_file(model, tag) is not None
+    except Exception:  # noqa: BLE001 - open_clip missing or an unknown pair: not here
+        return False
 
 
 def _row(spec: str, kind: str, modalities: list[str], description: str,

@@ -94,6 +94,7 @@ def format_table(
         f"train {split.get('train')}, valid {split.get('valid')}, test {split.get('test')}) | "
         f"{meta.get('n_users')} users evaluated over {meta.get('n_items')} items"
     )
+    lines.extend(f"note: {n}" for n in meta.get("notes", []))
     wide = wide_table(result.metrics, metrics)
     if wide.empty:
         lines.append("no technique produced results")
@@ -277,7 +278,11 @@ def evaluate_command(
     from core.evaluation.presets import finish_run
 
     # encoder identities and filters into run.json; bootstrap CIs against --baseline
-    ci = finish_run(result, getattr(args, "baseline", None), seed=args.seed)
+    ci = finish_run(result, getattr(args, "baseline", None), seed=args.seed, dataset=ds,
+                    cache_root=cache_dir(args.cache_dir))
+    notes = list(getattr(args, "preset_notes", None) or [])
+    if notes:
+        result.meta["notes"] = notes
     frame = result.metrics
     if which is not None and not (preset and not getattr(args, "metrics", None)):
         frame = frame[frame["metric"].isin(which)]  # a preset's json/csv keep every metric

@@ -6,8 +6,10 @@ random, popular, text, image (one row per image encoder: ``image@SPEC`` rows are
 technique with param ``encoder=SPEC``), bpr, als, clip-t1 … clip-t5, multiview, hybrid. Default
 encoders (each overridable): ``--text-encoder text:minilm``,
 ``--image-encoder cnn:efficientnet-lite0`` (comma-separated for several image rows),
-``--encoder clip:ViT-B-32/openai`` (the study's model; offline without its weights, its rows are
-listed as skipped with the reason).
+``--encoder clip:ViT-B-32/openai`` (the study's model) when its weights are here; without them
+(closed network, no hub cache) and no ``--encoder``, the CLIP rows run on ``align:TEXT+IMAGE`` —
+the run's text and first image encoder aligned on the dataset's own pairs
+(``core.encoders.align``) — and the table header says so.
 The table shows MAP and nDCG at every k (json/csv: all metrics) and, against ``--baseline`` (default
 ``als``), the paired bootstrap 95% CI of the nDCG difference at the first k.
 """
@@ -54,39 +56,62 @@ def apply_preset(
     default ``--baseline``, and return ``(rows, metrics shown in the table)``."""
     if preset != "study":
         raise LabError(f"unknown preset {preset!r}: the only preset is study")
+    from core.encoders import clip_weights_here
+
+    clip_given = bool(getattr(args, "encoder", None))
     for role, attr in _ARG_OF_ROLE.items():
         if not getattr(args, attr, None):
             setattr(args, attr, STUDY_DEFAULT_ENCODERS[role])
     images = [s.strip() for s in str(args.image_encoder).split(",") if s.strip()]
+    if not clip_given and not clip_weights_here(args.encoder):
+        study_clip = args.encoder
+        args.encoder = f"align:{args.text_encoder}+{images[0]}"
+        args.preset_notes = [
+            f"CLIP rows use {args.encoder} (the text and image encoders aligned on this dataset's "
+            f"own pairs): {study_clip} weights are not here; give --encoder to choose"]
     args.image_encoder = images[0]
     if getattr(args, "baseline", None) is None:
         args.baseline = STUDY_BASELINE
     return study_techniques(images), which or list(STUDY_METRICS)
 
 
-def encoder_identities(encoders: dict[str, str]) -> dict[str, dict[str, Any]]:
+def align_report(info: dict[str, Any]) -> dict[str, Any]:
+    """What run.json keeps of an ``align:`` encoder's heads: key, pairs, what they were trained
+    on (content only), hyperparameters, held-out retrieval (``core.encoders.align.quality``)."""
+    keep = ("key", "towers", "pairs", "content", "hyperparameters", "heldout", "summary",
+            "seconds", "trained_at")
+    return {k: info[k] for k in keep if k in info}
+
+
+def encoder_identities(encoders: dict[str, str], dataset: Any = None,
+                       cache_root: Any = None) -> dict[str, dict[str, Any]]:
     """Per role: the spec, the cache identity (``Encoder.id``: spec + weights identity +
     precision), the ``precision`` it ran in (``fp32`` / ``bf16``; None for encoders without one)
-    and whether the weights are random; or the reason the encoder cannot be built."""
+    and whether the weights are random; or the reason the encoder cannot be built. An
+    ``align:`` encoder (built on ``dataset`` and ``cache_root``) adds ``align``
+    (``align_report``)."""
     from core.encoders import create_encoder
     from core.errors import EncoderUnavailable
 
     out: dict[str, dict[str, Any]] = {}
     for role, spec in encoders.items():
         try:
-            enc = create_encoder(spec)
+            enc = create_encoder(spec, dataset=dataset, cache_root=cache_root)
             out[role] = {"spec": spec, "id": enc.id, "untrained": bool(enc.untrained),
                          "shared_space": bool(enc.shared_space),
                          "precision": getattr(enc, "precision", None)}
             report = getattr(enc, "precision_report", None)
             if report and report.get("requested") == "auto":  # what was measured, for run.json
                 out[role]["precision_report"] = dict(report)
+            if getattr(enc, "kind", "") == "align":
+                out[role]["align"] = align_report(enc.info)
         except EncoderUnavailable as exc:
             out[role] = {"spec": spec, "id": None, "error": str(exc)}
     return out
 
 
-def finish_run(result: Any, baseline: str | None = None, seed: int = 42) -> pd.DataFrame | None:
+def finish_run(result: Any, baseline: str | None = None, seed: int = 42, dataset: Any = None,
+               cache_root: Any = None) -> pd.DataFrame | None:
     """Complete an ``ExperimentResult`` in place for reporting and ``run.json``:
 
     * ``meta["encoder_ids"]``: every encoder's identity (``encoder_identities``);
@@ -98,7 +123,7 @@ def finish_run(result: Any, baseline: str | None = None, seed: int = 42) -> pd.D
     from core.evaluation.bootstrap import paired_bootstrap
 
     meta = result.meta
-    meta["encoder_ids"] = encoder_identities(meta.get("encoders", {}))
+    meta["encoder_ids"] = encoder_identities(meta.get("encoders", {}), dataset, cache_root)
     meta["precision"] = {role: ident["precision"] for role, ident in meta["encoder_ids"].items()
                          if ident.get("precision")}
     options = meta.get("options", {})

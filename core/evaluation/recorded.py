@@ -261,7 +261,8 @@ def evaluate_recorded(
     encoders = {r: s for r, s in dict(encoders or {}).items() if s}
     options = dict(options or {})
     key_options = run_options(options, tune)
-    plan = plan_runs(dataset, split, seed, rows, encoders, key_options, dataset_name=ds.name)
+    plan = plan_runs(dataset, split, seed, rows, encoders, key_options, dataset_name=ds.name,
+                     ds=ds, cache_root=root)
     keys = {label: run.key for label, run in plan.items()}
     skey = split_key(dataset, split, seed, key_options)
     store = RunStore.in_cache(root)

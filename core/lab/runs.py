@@ -84,20 +84,22 @@ class Comparison:
 
 
 def _plan(data: LabData, split: str, seed: int, techniques: Sequence[str],
-          encoders: dict[str, str | None], options: dict[str, Any]) -> dict[str, RunIdentity]:
+          encoders: dict[str, str | None], options: dict[str, Any],
+          cache_root: str | Path | None = None) -> dict[str, RunIdentity]:
     from core.store.runs import plan_runs
 
     return plan_runs(data.key, split, seed, techniques, encoders, options,
-                     dataset_name=data.spec)
+                     dataset_name=data.spec, ds=data.ds, cache_root=cache_root)
 
 
 def run_keys(data: LabData, split: str, seed: int, techniques: Sequence[str],
-             encoders: dict[str, str | None], options: dict[str, Any]) -> dict[str, str]:
+             encoders: dict[str, str | None], options: dict[str, Any],
+             cache_root: str | Path | None = None) -> dict[str, str]:
     """The stored-run key of each technique: ``core.store.runs.plan_runs``, the same key
     ``python -m core evaluate`` gives the same run (data identity, split, seed, run options, the
     technique, and the ``Encoder.id`` — spec, weights, precision — of the roles it uses)."""
     return {t: run.key for t, run in _plan(data, split, seed, techniques, encoders,
-                                           options).items()}
+                                           options, cache_root).items()}
 
 
 def stored_techniques(data: LabData, cache_root: Path, split: str, seed: int,
@@ -107,7 +109,7 @@ def stored_techniques(data: LabData, cache_root: Path, split: str, seed: int,
     by the CLI) that covers the cut-offs ``ks``."""
     from core.store.runs import RunStore
 
-    keys = run_keys(data, split, seed, techniques, encoders, options)
+    keys = run_keys(data, split, seed, techniques, encoders, options, cache_root)
     have = RunStore.in_cache(cache_root).existing(keys.values(), ks)
     return [t for t, k in keys.items() if k in have]
 
@@ -146,7 +148,7 @@ def run_comparison(
     options = dict(options or {})
     cache_root = Path(cache_root)
     techniques = list(dict.fromkeys(techniques))
-    runs = _plan(data, split, seed, techniques, encoders, options)
+    runs = _plan(data, split, seed, techniques, encoders, options, cache_root)
     keys = {t: run.key for t, run in runs.items()}
     skey = split_key(data.key, split, seed, options)
     store = RunStore.in_cache(cache_root)

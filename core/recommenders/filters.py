@@ -19,13 +19,15 @@ import pandas as pd
 
 from core.errors import EncoderUnavailable, TechniqueUnavailable
 
-#: Zero-shot labels and their prompts; ``{domain}`` becomes the dataset's domain word.
-PHOTO_PROMPTS: dict[str, str] = {
-    "food": "a photo of food",
-    "drink": "a photo of a drink",
-    "menu": "a photo of a menu",
-    "inside": "a photo of a {domain}'s interior",
-    "outside": "a photo of a {domain}'s exterior",
+#: Zero-shot labels and their prompts; ``{domain}`` becomes the dataset's domain word. A label's
+#: text vector is the re-normalised mean of its prompts' vectors (CLIP's prompt ensembling).
+PHOTO_PROMPTS: dict[str, tuple[str, ...]] = {
+    "food": ("a photo of food", "a photo of a dish", "a plate of food"),
+    "drink": ("a photo of a drink", "a glass of a drink", "a beverage"),
+    "menu": ("a photo of a menu", "the menu"),
+    "inside": ("a photo of a {domain}'s interior", "inside the {domain}", "the dining room"),
+    "outside": ("a photo of a {domain}'s exterior", "outside the {domain}",
+                "the {domain}'s storefront"),
 }
 #: Labels kept by ``photo_filter="food"``.
 FOOD_LABELS = frozenset({"food", "drink"})
@@ -49,17 +51,23 @@ def check_options(options: dict[str, Any]) -> None:
 def zero_shot_labels(ctx: Any, clip_spec: str) -> np.ndarray:
     """CLIP zero-shot label of every photo of ``ctx.dataset`` (object array; ``""`` for bad photos).
 
-    Each photo gets the label whose prompt (``PHOTO_PROMPTS``) has the highest cosine with it.
+    Each photo gets the label whose prompt ensemble (``PHOTO_PROMPTS``: the re-normalised mean of
+    the label's prompt vectors) has the highest cosine with it.
     """
+    from core.encoders.base import l2_normalise
+
     ds = ctx.dataset
     provider = ctx.embeddings
     labels = list(PHOTO_PROMPTS)
-    prompts = [PHOTO_PROMPTS[k].format(domain=ds.domain) for k in labels]
+    prompts = [p.format(domain=ds.domain) for k in labels for p in PHOTO_PROMPTS[k]]
+    owner = np.repeat(np.arange(len(labels)), [len(PHOTO_PROMPTS[k]) for k in labels])
     photos, ok = provider.photos(clip_spec)
     text, _ = provider.texts(clip_spec, prompts)
+    label_vecs = l2_normalise(np.stack([np.asarray(text, np.float32)[owner == j].mean(axis=0)
+                                        for j in range(len(labels))]))
     out = np.full(len(photos), "", dtype=object)
     if len(photos):
-        best = np.argmax(np.asarray(photos, np.float32) @ np.asarray(text, np.float32).T, axis=1)
+        best = np.argmax(np.asarray(photos, np.float32) @ label_vecs.T, axis=1)
         out[:] = np.asarray(labels, dtype=object)[best]
         out[~np.asarray(ok, bool)] = ""
     return out

@@ -7,8 +7,9 @@ prompt is embedded with the CLIP text tower and weighted by how well it matches 
     w_v = softmax_v( cos(view_v, item photo vector) / tau )
 
 Items without photos weight their views equally. The fused text vector ``sum_v w_v view_v``
-(re-normalised) is joined with the item photo vector (re-normalised mean), and a user is the
-re-normalised mean of the fused vectors of the items consumed in train. Score = cosine.
+(re-normalised) is joined with the item photo vector (re-normalised mean), each centred on its
+mean over the items first (``centred``: removes the text–photo modality gap), and a user is the
+re-normalised mean of the joined vectors of the items consumed in train. Score = cosine.
 Matching views to photos compares text with images, so the encoder must share one space (CLIP).
 """
 
@@ -93,6 +94,19 @@ def view_weights(
     return (weights / np.where(total > 0, total, 1.0)).astype(np.float32)
 
 
+def centred(vectors: np.ndarray, has: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(vectors, has)`` with the mean of the ``has`` rows taken away and rows re-normalised.
+
+    Text and photo vectors of one shared space sit in two separate cones (the modality gap), so
+    their plain mean is dominated by the offset between the cones, the same for every item;
+    centring each modality first keeps what tells items apart."""
+    vectors = np.asarray(vectors, np.float32)
+    has = np.asarray(has, bool)
+    if not has.any():
+        return vectors, has
+    return l2_normalise(vectors - vectors[has].mean(axis=0)) * has[:, None], has
+
+
 @register
 class MultiViewRecommender(ClipRecommender):
     """CLIPER-like: metadata prompts weighted by their match with the photos, fused with them.
@@ -130,6 +144,6 @@ class MultiViewRecommender(ClipRecommender):
             n: round(float(weights[text_has, j].mean()), 4) if text_has.any() else 0.0
             for j, n in enumerate(names)
         }
-        items, item_has = mean_of((fused_text, text_has), (photos, photo_has))
+        items, item_has = mean_of(centred(fused_text, text_has), centred(photos, photo_has))
         users, user_has = consumed_mean(ctx.train_csr, items, item_has)
         return users, user_has, items, item_has

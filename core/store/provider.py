@@ -5,6 +5,8 @@ Arrays come back aligned with the dataset's frames, with an ``ok`` mask: ``photo
 with item indices, ``texts(spec, texts)`` with the given list. Bad images and empty texts have
 ``ok`` False and a zero row, and are counted in ``report``. Everything goes through the DuckDB
 cache; results are memoised in the provider (read-only arrays), so repeated calls are free.
+An ``align:`` encoder's vectors are not cached: they are its trained heads applied to its towers'
+cached vectors (``core.encoders.align``), a matrix product.
 
 Identical inputs (same content hash: a text repeated in several reviews, a photo file twice) are
 looked up and encoded once, so ``report``'s ``cached`` / ``computed`` / ``bad_images`` count
@@ -84,10 +86,22 @@ class EmbeddingProvider:
 
     # --- helpers ---------------------------------------------------------------------------------
     def encoder(self, spec: str):
-        """The encoder for ``spec`` (``create_encoder``; nothing is loaded yet)."""
+        """The encoder for ``spec`` (``create_encoder`` with this dataset and cache, which
+        ``align:`` encoders need; nothing is loaded yet)."""
         from core.encoders import create_encoder
 
-        return create_encoder(spec)
+        return create_encoder(spec, dataset=self.dataset, cache_root=self.store.root)
+
+    def _aligned(self, spec: str):
+        """The ``align:`` encoder of ``spec``, or None for any other kind."""
+        enc = self.encoder(spec)
+        return enc if getattr(enc, "kind", "") == "align" else None
+
+    def _project(self, enc, modality: str, tower: tuple[np.ndarray, np.ndarray]) -> tuple:
+        """An aligned encoder's vectors: its heads applied to the tower's cached vectors (the
+        heads are trained first when they are not stored)."""
+        vecs, ok = tower
+        return enc.project(modality, vecs, ok, provider=self, progress=self.progress), ok.copy()
 
     def _counts(self, spec: str) -> dict:
         return self.report.setdefault(spec, {"bad_images": 0, "empty_texts": 0,
@@ -130,6 +144,11 @@ class EmbeddingProvider:
     # --- what techniques call ---------------------------------------------------------------------
     def photos(self, spec: str) -> tuple[np.ndarray, np.ndarray]:
         """``(vectors (n_photos, d), ok (n_photos,))`` aligned with ``dataset.photos`` rows."""
+        aligned = self._aligned(spec)
+        if aligned is not None:
+            return self._memoised("photos", spec, lambda: self._project(
+                aligned, "image", self.photos(aligned.image_spec)))
+
         def compute():
             enc = self.encoder(spec)
             ph = self.dataset.photos
@@ -155,6 +174,11 @@ class EmbeddingProvider:
     def reviews(self, spec: str) -> tuple[np.ndarray, np.ndarray]:
         """``(vectors (n_interactions, d), ok)`` of review texts, aligned with
         ``dataset.interactions`` rows (empty text: ``ok`` False)."""
+        aligned = self._aligned(spec)
+        if aligned is not None:
+            return self._memoised("reviews", spec, lambda: self._project(
+                aligned, "text", self.reviews(aligned.text_spec)))
+
         def compute():
             inter = self.dataset.interactions
             rid = inter["review_id"]
@@ -167,6 +191,11 @@ class EmbeddingProvider:
 
     def item_texts(self, spec: str) -> tuple[np.ndarray, np.ndarray]:
         """``(vectors (n_items, d), ok)`` of ``dataset.item_text()``, aligned with item indices."""
+        aligned = self._aligned(spec)
+        if aligned is not None:
+            return self._memoised("item_texts", spec, lambda: self._project(
+                aligned, "text", self.item_texts(aligned.text_spec)))
+
         def compute():
             keys = self.dataset.items["item_id"].astype(str).tolist()
             vecs, ok, empty = self._texts_lookup(spec, self.dataset.item_text(), "item", keys)
@@ -184,7 +213,11 @@ class EmbeddingProvider:
             if hit is not None:
                 self._text_memo.move_to_end(key)
                 return hit
-            vecs, ok, _ = self._texts_lookup(spec, texts, "query", None)
+            aligned = self._aligned(spec)
+            if aligned is not None:
+                vecs, ok = self._project(aligned, "text", self.texts(aligned.text_spec, texts))
+            else:
+                vecs, ok, _ = self._texts_lookup(spec, texts, "query", None)
             out = (_frozen(vecs), _frozen(ok))
             self._text_memo[key] = out
             while len(self._text_memo) > _TEXT_MEMO:

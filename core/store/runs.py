@@ -173,15 +173,17 @@ def row_encoders(row: Any, encoders: Mapping[str, str | None]) -> dict[str, str]
     return out
 
 
-def encoder_id(spec: str) -> str:
+def encoder_id(spec: str, ds: Any = None, cache_root: str | Path | None = None) -> str:
     """``Encoder.id`` of ``spec`` (spec + weights identity + precision; no model is loaded, except
     to measure under ``MMREC_BF16=auto``), or ``"<spec> (unavailable)"`` when it cannot be built
-    (a technique using it is then skipped, so no run is stored under that key)."""
+    (a technique using it is then skipped, so no run is stored under that key). ``ds`` and
+    ``cache_root``: the dataset and cache an ``align:`` encoder is trained on (its id holds the
+    heads' key; nothing is trained to compute it)."""
     from core.encoders import create_encoder
     from core.errors import EncoderUnavailable
 
     try:
-        return str(create_encoder(spec).id)
+        return str(create_encoder(spec, dataset=ds, cache_root=cache_root).id)
     except (EncoderUnavailable, ImportError):
         return f"{spec} (unavailable)"
 
@@ -212,7 +214,8 @@ class RunIdentity:
 
 def plan_runs(dataset: str, split: str, seed: int, rows: Iterable[Any],
               encoders: Mapping[str, str | None], options: Mapping[str, Any] | None,
-              dataset_name: str = "") -> dict[str, RunIdentity]:
+              dataset_name: str = "", ds: Any = None,
+              cache_root: str | Path | None = None) -> dict[str, RunIdentity]:
     """The stored-run identity of each row (label -> ``RunIdentity``): the one key function of
     the CLI and the app.
 
@@ -221,6 +224,8 @@ def plan_runs(dataset: str, split: str, seed: int, rows: Iterable[Any],
         rows: ``TechniqueSpec`` rows or technique names.
         encoders: role -> spec chosen for the run (``None`` = no encoder of that role).
         options: run options (``tune`` and ``RESULT_OPTIONS`` count, see ``run_options``).
+        ds, cache_root: the loaded dataset and the cache, for ``align:`` encoders' ids
+            (``encoder_id``).
     """
     from core.recommenders.spec import as_specs
 
@@ -231,7 +236,7 @@ def plan_runs(dataset: str, split: str, seed: int, rows: Iterable[Any],
         used = row_encoders(row, encoders)
         for spec in used.values():
             if spec not in ids:
-                ids[spec] = encoder_id(spec)
+                ids[spec] = encoder_id(spec, ds, cache_root)
         used_ids = {r: ids[s] for r, s in used.items()}
         identity = row.identity()
         out[row.label] = RunIdentity(

@@ -49,9 +49,12 @@ def _run(ds, tmp_path, *flags):
     return out.getvalue()
 
 
-def test_study_rows_and_defaults():
+def test_study_rows_and_defaults(monkeypatch):
+    import core.encoders
+
     assert [r.label for r in study_techniques()] == ROWS
     assert all(r.params == {} and r.technique == r.label for r in study_techniques())
+    monkeypatch.setattr(core.encoders, "clip_weights_here", lambda spec: True)
     args = build_parser().parse_args(["evaluate", "--dataset", "demo", "--preset", "study",
                                       "--text-encoder", "text:x"])
     techniques, which = apply_preset("study", args, [], None)
@@ -59,6 +62,25 @@ def test_study_rows_and_defaults():
     assert args.text_encoder == "text:x"
     assert args.image_encoder == STUDY_DEFAULT_ENCODERS["image"]
     assert args.encoder == "clip:ViT-B-32/openai" and args.baseline == "als"
+    assert not getattr(args, "preset_notes", None)
+
+
+def test_study_without_clip_weights_uses_the_aligned_space(monkeypatch):
+    """No CLIP weights here and no --encoder: the CLIP rows run on align:TEXT+IMAGE (the run's
+    text and first image encoder), and the table header says so; --encoder still wins."""
+    import core.encoders
+
+    monkeypatch.setattr(core.encoders, "clip_weights_here", lambda spec: False)
+    args = build_parser().parse_args(["evaluate", "--dataset", "demo", "--preset", "study",
+                                      "--image-encoder", "cnn:a,cnn:b"])
+    apply_preset("study", args, [], None)
+    assert args.encoder == "align:text:minilm+cnn:a"
+    assert "align:text:minilm+cnn:a" in args.preset_notes[0]
+    assert "clip:ViT-B-32/openai" in args.preset_notes[0]
+    args = build_parser().parse_args(["evaluate", "--dataset", "demo", "--preset", "study",
+                                      "--encoder", "clip:ViT-B-32/untrained"])
+    apply_preset("study", args, [], None)
+    assert args.encoder == "clip:ViT-B-32/untrained" and not getattr(args, "preset_notes", None)
 
 
 def test_one_image_row_per_image_encoder():

@@ -10,6 +10,9 @@ Spec strings (``python -m core encoders`` lists them with whether their weights 
 - ``bert:<name or folder>`` — transformers mean pooling (the study: ``bert:bert-large-uncased``).
 - ``cnn:efficientnet-lite0`` (default image encoder, packaged, offline), ``cnn:resnet101``,
   ``cnn:vgg16``, ``cnn:mobilenet_v3_large`` (torchvision ImageNet weights).
+- ``align:<text spec>+<image spec>[?options]`` — the two towers joined into one image–text space
+  by projection heads trained on the dataset's own pairs (``core.encoders.align``); it needs the
+  dataset (``create_encoder(spec, dataset=ds)``), e.g. ``align:text:minilm+cnn:efficientnet-lite0``.
 
 Precision (``core.encoders.precision``): fp32 by default; suffix ``+bf16`` (or ``+fp32``) on any
 spec, e.g. ``text:minilm+bf16``, ``clip:ViT-B-32/openai+chunk+bf16``, or ``MMREC_BF16=1`` for every
@@ -178,6 +181,16 @@ def list_encoders(check: bool = True) -> list[dict]:
     rows.append(_row(DEFAULT_IMAGE_ENCODER, "cnn", ["image"],
                      "EfficientNet-Lite0 ImageNet (1280-d), packaged, default image encoder",
                      ok, why))
+
+    # aligned on the dataset: available when both packaged towers are
+    from core.encoders.align.config import DEFAULT_ALIGN
+
+    towers_ok = rows[0]["available"] and rows[1]["available"] if check else None
+    rows.append(_row(DEFAULT_ALIGN, ALIGN_KIND, ["image", "text"],
+                     "MiniLM + EfficientNet-Lite0 aligned on the dataset's own image–text pairs "
+                     "(trained heads; a shared space offline); align:<text spec>+<image spec>",
+                     towers_ok, ("the packaged towers; heads trained on first use" if towers_ok
+                                 else not_checked if not check else "a tower is missing")))
 
     # CLIP
     clip_pairs = list(CLIP_SHOWCASE)

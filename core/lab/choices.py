@@ -16,7 +16,7 @@ ROLE_LABELS = {"text": "Text encoder", "image": "Image encoder", "clip": "CLIP e
 def encoder_role(spec: str) -> str:
     """Role of an encoder spec: ``clip``, ``image`` (cnn) or ``text`` (text, bert)."""
     kind = spec.split(":", 1)[0]
-    return {"clip": "clip", "cnn": "image"}.get(kind, "text")
+    return {"clip": "clip", "align": "clip", "cnn": "image"}.get(kind, "text")
 
 
 def encoder_choices(check: bool = True) -> dict[str, list[dict[str, Any]]]:

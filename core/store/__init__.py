@@ -58,8 +58,12 @@ class EmbedReport:
         if self.precision:
             out.append(f"  {describe_report(self.precision)}")
         for p in self.parts:
-            rows, unit = _UNITS.get(p["part"], ("rows", "inputs"))
+            rows, unit = _UNITS.get(p["part"].split(" (")[0], ("rows", "inputs"))
             head = f"  {p['part']:<10} "
+            if p["part"] == "heads":
+                how = "trained" if p["computed"] else "found in the cache"
+                out.append(head + f"{how} in {p['seconds']:.2f} s; held-out {p['summary']}")
+                continue
             if p["part"] == "reviews" and p["total"] and p.get("empty") == p["total"]:
                 out.append(head + f"no review text in this dataset ({p['total']} reviews, "
                                   "none with text; text techniques use the item texts)")
@@ -91,7 +95,9 @@ def embed_dataset(ds, encoder_spec: str, cache_root: Path, modality: str = "all"
     from core.errors import EncoderUnavailable
 
     t0 = time.perf_counter()
-    enc = create_encoder(encoder_spec)
+    enc = create_encoder(encoder_spec, dataset=ds, cache_root=cache_root)
+    if getattr(enc, "kind", "") == "align":
+        return _embed_aligned(ds, enc, cache_root, modality, progress, batch_size, t0)
     if modality not in ("all", "image", "text"):
         raise ValueError(f"modality must be all, image or text, not {modality!r}")
     wanted = set(enc.modalities) if modality == "all" else {modality}
@@ -126,6 +132,28 @@ def embed_dataset(ds, encoder_spec: str, cache_root: Path, modality: str = "all"
         row["distinct"] = row["cached"] + row["computed"] + row["bad"]
         report.parts.append(row)
     report.bad_examples = list(prov._counts(encoder_spec)["bad_examples"])
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _embed_aligned(ds, enc, cache_root: Path, modality: str, progress, batch_size, t0: float
+                   ) -> EmbedReport:
+    """``embed_dataset`` of an ``align:`` encoder: its towers' vectors go into the cache (text
+    tower: texts, image tower: photos), then its heads are trained (or found) — its own vectors
+    are the heads applied to those, never stored."""
+    report = EmbedReport(ds.name, enc.spec, enc.id, bool(enc.untrained))
+    for tower, mod in ((enc.text_spec, "text"), (enc.image_spec, "image")):
+        if modality in ("all", mod):
+            part = embed_dataset(ds, tower, cache_root, mod, progress, batch_size)
+            report.parts.extend(dict(p, part=f"{p['part']} ({tower})") for p in part.parts)
+            report.bad_examples.extend(part.bad_examples)
+    prov = EmbeddingProvider(ds, cache_root, progress=progress, batch_size=batch_size)
+    t = time.perf_counter()
+    trained = enc.stored_heads() is None
+    enc.heads(prov, prov.progress)
+    report.parts.append({"part": "heads", "total": 1, "seconds": time.perf_counter() - t,
+                         "cached": 0 if trained else 1, "computed": 1 if trained else 0,
+                         "bad": 0, "distinct": 1, "summary": enc.info.get("summary", "")})
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -176,5 +204,11 @@ def cache_clear(cache_root: Path, encoder_spec: str | None) -> int:
     if by_spec:
         return sum(store.clear(i) for i in by_spec)
     from core.encoders import create_encoder
+    from core.errors import CacheError
 
+    if encoder_spec.startswith("align:"):
+        raise CacheError(
+            f"{encoder_spec}: an align: encoder stores no vectors (they are its heads applied to "
+            f"its towers' cached vectors); its heads are in {cache_root}/align/<key>.npz — delete "
+            "one to train it again, or clear a tower's vectors with --encoder TOWER")
     return store.clear(create_encoder(encoder_spec).id)

@@ -78,7 +78,7 @@ def apply_preset(
 def align_report(info: dict[str, Any]) -> dict[str, Any]:
     """What run.json keeps of an ``align:`` encoder's heads: key, pairs, what they were trained
     on (content only), hyperparameters, held-out retrieval (``core.encoders.align.quality``)."""
-    keep = ("key", "towers", "pairs", "content", "hyperparameters", "heldout", "summary",
+    keep = ("key", "towers", "pairs", "content", "hyperparameters", "dim", "heldout", "summary",
             "seconds", "trained_at")
     return {k: info[k] for k in keep if k in info}
 

@@ -22,13 +22,14 @@ from core.errors import EncoderUnavailable, TechniqueUnavailable
 #: Zero-shot labels and their prompts; ``{domain}`` becomes the dataset's domain word. A label's
 #: text vector is the re-normalised mean of its prompts' vectors (CLIP's prompt ensembling).
 PHOTO_PROMPTS: dict[str, tuple[str, ...]] = {
-    "food": ("a photo of food", "a photo of a dish", "a plate of food"),
-    "drink": ("a photo of a drink", "a glass of a drink", "a beverage"),
-    "menu": ("a photo of a menu", "the menu"),
-    "inside": ("a photo of a {domain}'s interior", "inside the {domain}", "the dining room"),
-    "outside": ("a photo of a {domain}'s exterior", "outside the {domain}",
-                "the {domain}'s storefront"),
+    "food": ("food", "a dish", "a meal", "a plate of food", "a photo of food"),
+    "drink": ("a drink", "a beverage", "a photo of a drink"),
+    "menu": ("a menu", "a photo of a menu"),
+    "inside": ("inside the {domain}", "the dining room", "a photo of a {domain}'s interior"),
+    "outside": ("outside the {domain}", "the {domain}'s storefront",
+                "a photo of a {domain}'s exterior"),
 }
+
 #: Labels kept by ``photo_filter="food"``.
 FOOD_LABELS = frozenset({"food", "drink"})
 #: Reviews at or above this rating are kept by ``review_filter="positive"``.

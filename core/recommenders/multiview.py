@@ -37,6 +37,8 @@ VIEW_PROMPTS: dict[str, str] = {
     "global": "A {domain} named {value}.",
 }
 DEFAULT_TAU = 0.1
+#: temperatures tried on validation when tuning is on and ``tau`` is not given
+TAU_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)
 
 
 def _attributes_text(attrs: Any) -> str:
@@ -111,16 +113,38 @@ def centred(vectors: np.ndarray, has: np.ndarray) -> tuple[np.ndarray, np.ndarra
 class MultiViewRecommender(ClipRecommender):
     """CLIPER-like: metadata prompts weighted by their match with the photos, fused with them.
 
-    Param ``tau``: softmax temperature (default ``DEFAULT_TAU``). See the module docstring.
+    Param ``tau``: softmax temperature. Given, it is used as is; otherwise, with tuning on
+    (``ctx.tuning()``), it is picked from ``TAU_GRID`` by validation nDCG@10 (ties: the first,
+    i.e. the sharpest), else ``DEFAULT_TAU``; ``params["tuning"]`` lists the trials. See the
+    module docstring.
     """
 
     name = "multiview"
     label = "Multi-view (CLIPER-like)"
     cross_modal = True
 
+    def fit(self, ctx):
+        if not hasattr(self, "_tau_given"):  # what create_recommender fixed (kept across refits)
+            self._tau_given = "tau" in self.params
+        validator = None if self._tau_given else ctx.tuning()
+        if validator is None:
+            self.params.setdefault("tau", DEFAULT_TAU)
+            return super().fit(ctx)
+        trials = []
+        for i, tau in enumerate(TAU_GRID):
+            self.params["tau"] = tau
+            super().fit(ctx)
+            trials.append({"tau": tau, "ndcg@10": round(float(validator.score(self)), 6)})
+            ctx.emit("tune", f"tuning {self.name}", done=i + 1, total=len(TAU_GRID))
+        best = max(range(len(trials)), key=lambda i: (trials[i]["ndcg@10"], -i))
+        self.params["tau"] = TAU_GRID[best]
+        super().fit(ctx)
+        self.params["tuning"] = {"metric": "ndcg@10 on validation", "trials": trials}
+        return self
+
     def vectors(self, ctx, spec):
         ds = ctx.dataset
-        tau = float(self.params.setdefault("tau", DEFAULT_TAU))
+        tau = float(self.params.get("tau", DEFAULT_TAU))
         per_item = item_views(ds.items, ds.domain)
         names = list(VIEW_PROMPTS)
         prompts = sorted({p for views in per_item for p in views.values()})

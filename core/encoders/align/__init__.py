@@ -77,13 +77,21 @@ class AlignedEncoder(Encoder):
         if "image" not in self.image_tower.modalities:
             raise EncoderUnavailable(f"align: the second tower {config.image} does not encode "
                                      "images; give an image encoder second (align:TEXT+IMAGE)")
-        self.dim = int(config.dim)
         self.modalities = frozenset({"image", "text"})
         self.untrained = bool(self.text_tower.untrained or self.image_tower.untrained)
         self._pairs: PairSet | None = None
         self._key: str | None = None
         self._heads: Heads | None = None
         self._lock = threading.RLock()
+
+    @property
+    def dim(self) -> int:  # type: ignore[override]
+        """The shared space's size: the text tower's for ``locked`` heads (known once the tower
+        or the heads are loaded), else ``dim``."""
+        if self.config.head != "locked":
+            return int(self.config.dim)
+        heads = self._heads
+        return heads.dim if heads is not None else int(self.text_tower.dim)
 
     # --- identity --------------------------------------------------------------------------------
     def pairs(self) -> PairSet:
@@ -191,7 +199,7 @@ class AlignedEncoder(Encoder):
             "towers": {"text": self.text_tower.id, "image": self.image_tower.id},
             "pairs": dict(ps.counts, usable=int(usable.sum()), kinds=list(self.config.pairs),
                           content_hash=ps.content_hash),
-            "hyperparameters": self.config.hyperparameters(),
+            "hyperparameters": self.config.hyperparameters(), "dim": heads.dim,
             "content": content_note(self.config.pairs),
             "heldout": figures, "summary": summary_line(figures),
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

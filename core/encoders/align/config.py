@@ -8,8 +8,12 @@ The towers are split at the ``+`` that starts the image spec's kind (``clip:``, 
 Options (``OPTIONS``; unknown keys are an error naming the key):
 
 * ``pairs`` — pair sets joined by ``+`` (``PAIR_KINDS``; default ``caption+item``);
-* ``dim`` — the shared dimension (default 256); ``head`` — ``linear`` or ``mlp`` (one hidden
-  ReLU layer of ``2 * dim``);
+* ``head`` — ``locked`` (default): the text tower's space is kept as it is and one linear head
+  learns to map the image tower's vectors into it (LiT's locked tower, with the text side locked:
+  prompts and queries keep everything the text model knows); ``linear`` / ``mlp``: both towers
+  get a head into a new ``dim``-dimensional space (``mlp``: one hidden ReLU layer of ``2 * dim``);
+* ``dim`` — the shared dimension of ``linear`` / ``mlp`` heads (default 256; ``locked`` uses the
+  text tower's dimension);
 * ``epochs``, ``batch``, ``lr``, ``wd`` (AdamW weight decay), ``temp`` (initial temperature of
   the learnable logit scale), ``seed`` (weights, batches and the 90/10 item split),
   ``reviews`` (review texts per item for the ``review`` pair set).
@@ -30,7 +34,7 @@ PREFIX = "align:"
 #: Pair sets: photo ↔ its caption; item's photos ↔ item document; item's photos ↔ its reviews.
 PAIR_KINDS = ("caption", "item", "review")
 DEFAULT_PAIRS = ("caption", "item")
-HEADS = ("linear", "mlp")
+HEADS = ("locked", "linear", "mlp")
 DEFAULT_ALIGN = "align:text:minilm+cnn:efficientnet-lite0"
 _TOWER_START = re.compile(r"\+(?=(?:clip|text|bert|cnn):)")
 
@@ -43,10 +47,10 @@ class AlignConfig:
     image: str
     pairs: tuple[str, ...] = DEFAULT_PAIRS
     dim: int = 256
-    head: str = "linear"
-    epochs: int = 60
+    head: str = "locked"
+    epochs: int = 120
     batch: int = 256
-    lr: float = 2e-3
+    lr: float = 5e-3
     wd: float = 1e-4
     temp: float = 0.07
     seed: int = 0
@@ -118,4 +122,9 @@ def parse_align_spec(spec: str) -> AlignConfig:
         except ValueError as exc:
             raise EncoderUnavailable(f"align spec {spec!r}: bad value for {key}: {value!r} "
                                      f"({exc})") from exc
-    return replace(cfg, **changes)
+    cfg = replace(cfg, **changes)
+    if cfg.head == "locked" and "dim" in changes:
+        raise EncoderUnavailable(
+            f"align spec {spec!r}: dim applies to head=linear or head=mlp; head=locked (the "
+            "default) keeps the text tower's space and its dimension")
+    return cfg

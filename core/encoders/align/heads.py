@@ -2,7 +2,8 @@
 embedding cache as ``<cache>/align/<key>.npz`` (weights) + ``<key>.json`` (what they are).
 
 A head maps a frozen tower's vector to the shared space: ``linear`` is ``x W + b``; ``mlp`` is
-``relu(x W1 + b1) W2 + b2``. The output is L2-normalised; rows that were not ``ok`` (no input)
+``relu(x W1 + b1) W2 + b2``; no layer at all (the text side of ``locked`` heads) keeps the
+tower's vector. The output is L2-normalised; rows that were not ``ok`` (no input)
 stay zero. Files are written under a temporary name and renamed, so a reader never sees half a
 file; two processes training one key write the same heads.
 """
@@ -46,7 +47,7 @@ class Heads:
 
     @property
     def dim(self) -> int:
-        return int(self.layers["text"][-1][0].shape[1])
+        return int(self.layers["image"][-1][0].shape[1])
 
 
 def heads_path(cache_root: str | Path, key: str) -> Path:
@@ -89,8 +90,8 @@ def load_heads(cache_root: str | Path, key: str) -> Heads | None:
         while f"{modality}_w{i}" in arrays:
             layers[modality].append((arrays[f"{modality}_w{i}"], arrays[f"{modality}_b{i}"]))
             i += 1
-        if not layers[modality]:
-            return None
+    if not layers["image"]:
+        return None
     return Heads(layers=layers, logit_scale=float(arrays["logit_scale"]), info=info)
 
 

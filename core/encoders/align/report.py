@@ -113,7 +113,7 @@ def format_report(report: AlignReport) -> str:
         f"held out {pairs.get('pairs_heldout', 0):,} of {pairs.get('items_heldout', 0)} items"
         + (f"; {pairs['captions_empty']} empty captions skipped" if pairs.get("captions_empty")
            else ""),
-        f"  heads {hp.get('head')} → {hp.get('dim')}-d, {hp.get('epochs')} epochs, batch "
+        f"  heads {hp.get('head')} → {info.get('dim')}-d, {hp.get('epochs')} epochs, batch "
         f"{hp.get('batch')}, lr {hp.get('lr')}, seed {hp.get('seed')}; loss "
         f"{info['loss'][0]:.3f} → {info['loss'][-1]:.3f}" if info.get("loss") else "",
         f"  {info.get('content', '')}",

@@ -1,5 +1,8 @@
 """Training the projection heads: symmetric InfoNCE with a learnable temperature, towers frozen.
 
+With ``head="locked"`` the text side has no head (its vectors are used as they are) and only the
+image head is trained; otherwise both towers get a head (``linear`` or ``mlp``) into ``dim``.
+
 Each step takes a batch of pairs ``(text, photo)`` and scores every text of the batch against
 every photo (cosine × ``exp(logit_scale)``). A batch can hold several pairs of one text (an item
 document with each of its photos) or one photo (its caption pair and its item pair), so the target
@@ -23,12 +26,11 @@ from core.encoders.align.heads import Heads
 MAX_LOGIT_SCALE = math.log(100.0)
 
 
-def _head(torch, d_in: int, cfg: AlignConfig):
+def _head(torch, d_in: int, d_out: int, cfg: AlignConfig):
     nn = torch.nn
     if cfg.head == "mlp":
-        return nn.Sequential(nn.Linear(d_in, 2 * cfg.dim), nn.ReLU(), nn.Linear(2 * cfg.dim,
-                                                                                 cfg.dim))
-    return nn.Sequential(nn.Linear(d_in, cfg.dim))
+        return nn.Sequential(nn.Linear(d_in, 2 * d_out), nn.ReLU(), nn.Linear(2 * d_out, d_out))
+    return nn.Sequential(nn.Linear(d_in, d_out))
 
 
 def _layers(head) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -68,8 +70,12 @@ def train_heads(text_x: np.ndarray, image_x: np.ndarray, text_idx: np.ndarray,
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(cfg.seed)
     gen = np.random.default_rng([cfg.seed, 2])
-    text_head = _head(torch, text_x.shape[1], cfg).to(device)
-    image_head = _head(torch, image_x.shape[1], cfg).to(device)
+    if cfg.head == "locked":  # the text space as it is; the image head maps into it
+        text_head = torch.nn.Sequential().to(device)
+        image_head = _head(torch, image_x.shape[1], text_x.shape[1], cfg).to(device)
+    else:
+        text_head = _head(torch, text_x.shape[1], cfg.dim, cfg).to(device)
+        image_head = _head(torch, image_x.shape[1], cfg.dim, cfg).to(device)
     logit_scale = torch.nn.Parameter(torch.tensor(math.log(1.0 / cfg.temp), device=device))
     params = [*text_head.parameters(), *image_head.parameters(), logit_scale]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.wd)

@@ -19,7 +19,7 @@ from core.evaluation.evaluator import evaluate_model, relevant_matrix
 from core.progress import ProgressEvent
 from core.recommenders import create_recommender
 from core.recommenders.filters import filter_info, photo_keep_mask
-from core.recommenders.multiview import item_views, view_weights
+from core.recommenders.multiview import DEFAULT_TAU, TAU_GRID, item_views, view_weights
 from core.recommenders.representations import (
     group_mean,
     item_photo_vectors,
@@ -246,6 +246,20 @@ def test_multiview_prompts_and_weights(ds):
     w = model.params["mean_view_weights"]
     assert w["name"] > w["attributes"] and w["categories"] > w["attributes"]
     np.testing.assert_allclose(model.weights.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_multiview_picks_tau_on_validation_unless_given(ds):
+    ctx = fit_context(ds)
+    tuned = create_recommender("multiview").fit(ctx)
+    trials = tuned.params["tuning"]["trials"]
+    assert [t["tau"] for t in trials] == list(TAU_GRID)
+    scores = [t["ndcg@10"] for t in trials]
+    assert tuned.params["tau"] == TAU_GRID[scores.index(max(scores))]  # first of the best
+    assert ctx.validator.score(tuned) == pytest.approx(max(scores), abs=1e-6)  # the kept fit
+    given = create_recommender("multiview", tau=0.5).fit(fit_context(ds))
+    assert given.params["tau"] == 0.5 and "tuning" not in given.params
+    untuned = create_recommender("multiview").fit(fit_context(ds, options={"tune": False}))
+    assert untuned.params["tau"] == DEFAULT_TAU and "tuning" not in untuned.params
 
 
 # --- hybrid ---------------------------------------------------------------------------------------

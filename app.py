@@ -68,14 +68,17 @@ def dataset_summary(lab: api.LabData) -> None:
                 st.write(f"⚠️ {line}")
 
 
-def encoder_pickers() -> None:
+def encoder_pickers(lab: api.LabData | None) -> None:
+    """One picker per role; each role's default is its first choice (for CLIP: a real CLIP whose
+    weights are here, else the align: space, labelled with its held-out recall on ``lab``)."""
     st.sidebar.header("Encoders")
     choices = ui.encoder_choices()
     unavailable = []
     for role in api.ROLES:
         rows = choices.get(role, [])
         options = [r["spec"] for r in rows if r.get("available", True)] + [ui.NONE]
-        labels = {r["spec"]: r["label"] for r in rows}
+        labels = {r["spec"]: (ui.align_label(lab, r["spec"]) if r.get("kind") == "align"
+                              and r.get("available", True) else r["label"]) for r in rows}
         if st.session_state[f"enc_{role}"] not in options:
             st.session_state[f"enc_{role}"] = options[0]
         st.sidebar.selectbox(api.ROLE_LABELS[role], options, key=f"enc_{role}",
@@ -105,10 +108,12 @@ def protocol_pickers() -> None:
 
 dataset_picker()
 try:
-    dataset_summary(ui.data())
+    loaded: api.LabData | None = ui.data()
+    dataset_summary(loaded)
 except LabError as exc:  # the pages show it too; the sidebar stays usable to pick another
+    loaded = None
     st.sidebar.error(str(exc), icon=":material/error:")
-encoder_pickers()
+encoder_pickers(loaded)
 protocol_pickers()
 
 pages = [

@@ -11,7 +11,7 @@ Caching policy (Streamlit's own guidance):
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,7 @@ from core import lab as api
 from core.config import cache_dir as resolve_cache_dir
 from core.data import LoadOptions
 from core.errors import LabError
+from core.lab import choices as lab_choices
 from core.progress import ProgressEvent
 
 #: Per-session settings and their defaults; ``app.py`` sets them once per session.
@@ -32,7 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "recent_specs": ["demo"],
     "enc_text": api.DEFAULT_ENCODERS["text"],
     "enc_image": api.DEFAULT_ENCODERS["image"],
-    "enc_clip": api.DEFAULT_ENCODERS["clip"],
+    # None: not chosen yet; the sidebar takes the role's default, the first of its choices (a real
+    # CLIP whose weights are here, else the align: space; it depends on the machine)
+    "enc_clip": None,
     "split": "random",
     "seed": 42,
     "tune": True,
@@ -49,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
     "map_colour": "category",
     "map_user": "(none)",
     "search_query": "",
-    "search_mode": "clip-photos",
+    "search_mode": None,  # None: the Search page's default for the chosen encoders
 }
 NONE = "(none)"
 
@@ -191,42 +194,100 @@ def paired_ci(cmp: api.Comparison, baseline: str, metric: str, k: int, seed: int
     return _paired_ci(cmp, cmp.identity, baseline, metric, int(k), int(seed))
 
 
+class EventView:
+    """Draws the engine's ``ProgressEvent``s where it is created (e.g. inside an ``st.status``):
+    one bar for the counted job at hand, whatever its phase (``embed``, ``train``, ``tune``,
+    ``evaluate``: ``ProgressEvent.line`` names the job and its count), warnings as warning boxes,
+    other messages as lines."""
+
+    def __init__(self) -> None:
+        self.job = st.empty()
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.counted:
+            self.job.progress(event.fraction or 0.0, text=event.line())
+            return
+        if event.warning:
+            st.warning(event.message, icon=":material/warning:")
+        elif event.message:
+            st.write(event.line())
+
+
+@contextmanager
+def progress_box(label: str, done: Callable[[], str]) -> Iterator[api.Progress]:
+    """A progress callback for one engine call that opens an ``st.status`` box (titled
+    ``label``, drawn by ``EventView``) only when the engine reports something, e.g. an
+    ``align:`` space training its heads on first use; afterwards the box reads ``done()``."""
+    holder = st.container()
+    state: dict[str, Any] = {}
+
+    def progress(event: ProgressEvent) -> None:
+        if "view" not in state:
+            state["box"] = holder.status(label, expanded=True)
+            with state["box"]:
+                state["view"] = EventView()
+        with state["box"]:
+            state["view"](event)
+
+    try:
+        yield progress
+    except BaseException:
+        if "box" in state:
+            state["box"].update(state="error", expanded=True)
+        raise
+    if "box" in state:
+        state["box"].update(label=done(), state="complete", expanded=False)
+
+
+def use_aligned() -> None:
+    """Button callback (runs before the rerun, so it may set the sidebar's picker): the CLIP role
+    becomes the ``align:`` space, and pages take their defaults for it again."""
+    st.session_state["enc_clip"] = lab_choices.DEFAULT_ALIGN
+    st.session_state["search_mode"] = None
+
+
+def align_label(lab: api.LabData | None, spec: str) -> str:
+    """How an ``align:`` choice reads in the picker: with its held-out recall on the loaded
+    dataset when its heads are stored (``core.lab.choices.align_label``)."""
+    if lab is not None:
+        try:
+            return lab_choices.align_label(lab, cache_root(), spec)
+        except LabError:  # the choice stays offered; its error shows when it is used
+            pass
+    return f"{spec} — {lab_choices.ALIGN_NOTE}"
+
+
 def run_with_status(lab: api.LabData, cfg: Settings, techniques: list[str],
                     missing: list[str]) -> api.Comparison:
     """Compute the ``missing`` runs of ``techniques`` (the page already knows which, from
     ``stored_techniques``) inside an ``st.status`` box, drawn from the
     engine's ``ProgressEvent``s: the overall bar counts rows that ended (``done`` / ``skipped``),
-    a second bar follows the counted job at hand (encoding, tuning, scoring users), other events
-    are lines.
+    a second bar (``EventView``) follows the counted job at hand (encoding, training an
+    ``align:`` space's heads, tuning, scoring users), other events are lines.
 
     Warnings (events with ``warning``, e.g. the protocol audit finding held-out pairs also in
     train) are shown in the box and kept in ``st.session_state["run_warnings"]`` for the page to
     show after its rerun."""
     with st.status(f"Running {', '.join(missing)} …", expanded=True) as status:
         bar = st.progress(0.0)
-        job = st.empty()
+        view = EventView()
         ended: set[str] = set()
         warned: list[str] = st.session_state.setdefault("run_warnings", [])
         warned.clear()
 
         def progress(event: ProgressEvent) -> None:
-            if event.counted:
-                job.progress(event.fraction or 0.0, text=event.line())
-                return
+            view(event)
             if event.warning:
                 warned.append(event.message)
-                st.warning(event.message, icon=":material/warning:")
-            elif event.message:
-                st.write(event.line())
             if event.phase in ("done", "skipped") and event.technique in missing:
                 ended.add(event.technique)
-                job.empty()
+                view.job.empty()
                 bar.progress(len(ended) / max(1, len(missing)))
 
         result = api.run_comparison(lab, cfg.cache_root, cfg.split, cfg.seed, techniques,
                                     cfg.encoders, cfg.options, progress=progress)
         bar.progress(1.0)
-        job.empty()
+        view.job.empty()
         status.update(label=f"Computed {', '.join(result.computed) or 'nothing'}; stored in "
                             "runs.duckdb" + (" (see the warning)" if warned else ""),
                       state="complete", expanded=bool(warned))

@@ -1,11 +1,13 @@
-"""Search: free text → nearest items, by CLIP text→photo similarity (zero-shot) or text→text."""
+"""Search: free text → nearest items, in the shared image–text space (text → photos: real CLIP,
+or the align: space trained on this dataset) or text → item text."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from app_pages import _ui as ui
-from core import lab as api
+from core.lab import choices as lab_choices
+from core.lab.search import MODE_ROLE, default_search_mode, mode_label, search, search_modes
 
 st.title("Search")
 cfg = ui.settings()
@@ -13,32 +15,42 @@ with ui.guard():
     lab = ui.data(cfg)
     ctx = ui.context(lab, cfg)
 
-modes = [m for m in api.SEARCH_MODES
-         if cfg.encoders.get("text" if m == "text" else "clip")
-         and (m != "clip-photos" or len(lab.ds.photos))]
+clip = cfg.encoders.get("clip")
+if clip and "untrained" in clip:
+    st.warning(f"{clip} has random weights (untrained): its text → photo search shows the "
+               "pipeline, not meaning. Pick trained CLIP weights, or use the space aligned on "
+               "this dataset's own photos and captions (works offline).", icon=":material/info:")
+    st.button(f"Use the aligned space ({lab_choices.DEFAULT_ALIGN})", key="use_aligned",
+              on_click=ui.use_aligned, icon=":material/join_inner:")
+
+modes = search_modes(lab, cfg.encoders)
 if not modes:
     st.info("Pick a CLIP or text encoder in the sidebar to search.")
     st.stop()
-if st.session_state["search_mode"] not in modes:
-    st.session_state["search_mode"] = modes[0]
+# the default follows the encoders: photos in a trained shared space, else text → item text
+chosen_for = (clip, cfg.encoders.get("text"))
+if st.session_state["search_mode"] not in modes or \
+        st.session_state.get("search_mode_for") != chosen_for:
+    st.session_state["search_mode"] = default_search_mode(lab, cfg.encoders)
+    st.session_state["search_mode_for"] = chosen_for
 with st.form("search"):
     c1, c2, c3 = st.columns([4, 2, 1])
     c1.text_input("Describe what you are looking for", key="search_query",
                   placeholder="spicy noodle soup, a cosy café with pastries, sushi …")
-    c2.selectbox("How", modes, key="search_mode", format_func=api.SEARCH_MODES.get)
+    c2.selectbox("How", modes, key="search_mode",
+                 format_func=lambda m: mode_label(m, cfg.encoders))
     n = c3.number_input("Results", min_value=1, max_value=50, value=10, key="search_n")
     st.form_submit_button("Search", type="primary")
 
 query = st.session_state["search_query"].strip()
 mode = st.session_state["search_mode"]
-spec = cfg.encoders["text" if mode == "text" else "clip"]
-if "untrained" in spec:
-    st.warning(f"{spec} has random weights (untrained): results show the pipeline, not meaning. "
-               "Pick trained CLIP weights for real zero-shot search.", icon=":material/info:")
+spec = cfg.encoders[MODE_ROLE[mode]]
 if not query:
     st.stop()
 with st.spinner(f"Embedding with {spec} (the first search embeds the catalogue once) …"), \
-        ui.guard():
-    hits = api.search(lab, ctx, query, mode, n=int(n))
-st.markdown(f"#### {len(hits)} results for “{query}” — {api.SEARCH_MODES[mode]} with `{spec}`")
+        ui.guard(), ui.progress_box(f"Aligning {spec} on this dataset …",
+                                    lambda: ui.align_label(lab, spec)) as progress:
+    hits = search(lab, ctx, query, mode, n=int(n), progress=progress)
+label = mode_label(mode, cfg.encoders)
+st.markdown(f"#### {len(hits)} results for “{query}” — {label} with `{spec}`")
 ui.grid(hits, columns=5, extra=None)

@@ -1,5 +1,5 @@
 """The ``python -m core`` command line: demo, datasets, encoders, embed, cache, evaluate, runs,
-recommend.
+recommend, search.
 
 Each command parses its options, makes one call into the engine and prints the result. Engine
 errors (``LabError``) are printed as one clear line and exit with status 2, without a traceback.
@@ -203,6 +203,27 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return recommend_command(args, _load)
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from core.config import cache_dir
+    from core.lab.data import load
+    from core.lab.search import run_search
+
+    root = cache_dir(args.cache_dir)
+    result = run_search(load(args.dataset, root, _options(args)), root, args.query,
+                        mode=args.mode, encoders={"clip": args.encoder,
+                                                  "text": args.text_encoder},
+                        n=args.n, seed=args.seed, progress=True)
+    hits = result.hits
+    print(f"{len(hits)} results for {args.query!r} — {result.label} with {result.spec}")
+    cols = {"rank": 4, "item_id": 22, "name": 28, "category": 16, "score": 6, "caption": 0}
+    print("  ".join(f"{c:<{w}}" if w else c for c, w in cols.items()))
+    for row in hits.itertuples(index=False):
+        cells = [str(row.rank), str(row.item_id), str(row.name), str(row.category),
+                 f"{row.score:.3f}", " ".join(str(row.caption or "").split())]
+        print("  ".join(f"{v[:w]:<{w}}" if w else v for v, w in zip(cells, cols.values())))
+    return 0
+
+
 # --- parser -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description=__doc__.splitlines()[0])
@@ -328,6 +349,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "json"], default="table")
     _add_common(p)
     p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("search", help="free-text search over a dataset's items: text → photos "
+                       "in a shared image–text space, or text → item text")
+    _add_dataset(p)
+    p.add_argument("query", help="what to look for, e.g. 'spicy noodle soup'")
+    p.add_argument("--mode", choices=["auto", "photos", "shared-text", "text"], default="auto",
+                   help="photos: the shared space's text → photos; shared-text: the shared "
+                        "space's text → item text; text: the text encoder's text → item text; "
+                        "auto (default): photos when the shared space is trained (align:, or "
+                        "CLIP with weights here), else text")
+    p.add_argument("--encoder", default=None,
+                   help="shared-space encoder (default: a CLIP whose weights are here, else "
+                        "align:text:minilm+cnn:efficientnet-lite0, trained on first use)")
+    p.add_argument("--text-encoder", default=None, help="text encoder (default text:minilm)")
+    p.add_argument("-n", type=int, default=10, help="number of results")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                   help="seed of the random split whose train reviews make item texts")
+    _add_common(p)
+    p.set_defaults(func=cmd_search)
     return parser
 
 

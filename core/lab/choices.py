@@ -1,16 +1,34 @@
-"""What the sidebar and pickers offer: encoder specs per role (offline defaults first), techniques
-with their availability given the chosen encoders, and the split kinds."""
+"""What the sidebar and pickers offer: encoder specs per role (defaults first), techniques
+with their availability given the chosen encoders, and the split kinds.
+
+The CLIP role's default is a real CLIP whose weights are on this machine
+(``core.encoders.clip_weights_here``), else ``DEFAULT_ALIGN``: the packaged text and image
+encoders joined by heads trained on the dataset's own pairs (``core.encoders.align``), a shared
+space that works offline. ``clip:ViT-B-32/untrained`` stays offered, labelled as random weights.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-#: Offline defaults per encoder role.
+from core.encoders.align.config import DEFAULT_ALIGN, is_align_spec
+
+#: Offline defaults per encoder role (the app's CLIP default prefers real weights when they are
+#: here: ``default_encoders``).
 DEFAULT_ENCODERS: dict[str, str] = {
-    "text": "text:minilm", "image": "cnn:efficientnet-lite0", "clip": "clip:ViT-B-32/untrained",
+    "text": "text:minilm", "image": "cnn:efficientnet-lite0", "clip": DEFAULT_ALIGN,
 }
 ROLES: tuple[str, ...] = ("text", "image", "clip")
 ROLE_LABELS = {"text": "Text encoder", "image": "Image encoder", "clip": "CLIP encoder"}
+#: How an ``align:`` choice reads before it is known whether its heads are stored.
+ALIGN_NOTE = "aligned on this dataset (trained on first use, a few seconds)"
+UNTRAINED_NOTE = "untrained: random weights"
+
+
+def _real_clip(spec: str) -> bool:
+    """A ``clip:`` spec with weights of its own (not random, not the ``file=`` placeholder)."""
+    return spec.startswith("clip:") and "untrained" not in spec and "<" not in spec
 
 
 def encoder_role(spec: str) -> str:
@@ -21,23 +39,80 @@ def encoder_role(spec: str) -> str:
 
 def encoder_choices(check: bool = True) -> dict[str, list[dict[str, Any]]]:
     """Encoder specs per role (``text``, ``image``, ``clip``), each ``{spec, available, reason,
-    label, description}``; the offline defaults first. Unavailable ones keep their reason."""
-    from core.encoders import list_encoders
+    label, description}``; each role's default first (``default_encoders``), then the other
+    available ones, untrained ones, unavailable ones (which keep their reason).
+
+    ``align:`` rows read "aligned on this dataset" (``align_label`` adds the held-out recall once
+    a dataset is loaded); untrained ones say they are random weights. With ``check``, a real CLIP
+    whose weights ``core.encoders.clip_weights_here`` finds counts as available."""
+    from core import encoders
 
     out: dict[str, list[dict[str, Any]]] = {r: [] for r in ROLES}
-    for row in list_encoders(check=check):
+    for row in encoders.list_encoders(check=check):
         row = dict(row)
-        role = encoder_role(row["spec"])
-        label = row["spec"]
-        if "untrained" in row["spec"]:
-            label += " (untrained: random weights)"
-        if not row.get("available", True):
+        spec = row["spec"]
+        if check and _real_clip(spec) and not row.get("available") \
+                and encoders.clip_weights_here(spec):
+            row["available"], row["reason"] = True, "weights here"
+        label = spec
+        if is_align_spec(spec):
+            label += f" — {ALIGN_NOTE}"
+        elif "untrained" in spec:
+            label += f" ({UNTRAINED_NOTE})"
+        if row.get("available") is False:
             label += " — unavailable"
         row["label"] = label
-        out[role].append(row)
+        out[encoder_role(spec)].append(row)
+    defaults = _defaults(out) if check else DEFAULT_ENCODERS
     for role, rows in out.items():
-        rows.sort(key=lambda r: (r["spec"] != DEFAULT_ENCODERS[role], not r.get("available", True)))
+        rows.sort(key=lambda r: (r["spec"] != defaults[role], not r.get("available", True),
+                                 "untrained" in r["spec"]))
     return out
+
+
+def _defaults(choices: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
+    from core import encoders
+
+    clip = next((r["spec"] for r in choices.get("clip", [])
+                 if _real_clip(r["spec"]) and r.get("available")
+                 and encoders.clip_weights_here(r["spec"])), DEFAULT_ALIGN)
+    return dict(DEFAULT_ENCODERS, clip=clip)
+
+
+def default_encoders(choices: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, str]:
+    """The default spec per role: the offline text and image encoders, and for ``clip`` the first
+    real CLIP whose weights are here (``core.encoders.clip_weights_here``; never the network),
+    else ``DEFAULT_ALIGN``. ``choices``: an ``encoder_choices(check=True)`` result to reuse."""
+    return _defaults(choices if choices is not None else encoder_choices(check=True))
+
+
+def align_label(data: Any, cache_root: str | Path, spec: str = DEFAULT_ALIGN) -> str:
+    """How the ``align:`` choice ``spec`` reads on the loaded dataset ``data`` (a ``LabData``):
+    ``"<spec> — aligned on this dataset (t→i R@10 0.72, chance 0.13)"`` when its heads are stored
+    (held-out text → photo recall), else ``"<spec> — aligned on this dataset (trained on first
+    use, a few seconds)"``. Nothing is trained or encoded."""
+    from core.encoders import create_encoder
+
+    enc = create_encoder(spec, dataset=data.ds, cache_root=cache_root)
+    heads = enc.stored_heads()
+    fig = ((heads.info if heads is not None else {}).get("heldout") or {}).get("text_to_image")
+    if not fig or "recall@10" not in fig:
+        return f"{spec} — {ALIGN_NOTE}"
+    return (f"{spec} — aligned on this dataset (t→i R@10 {fig['recall@10']:.2f}, "
+            f"chance {fig['chance@10']:.2f})")
+
+
+def trained_shared_space(spec: str | None) -> bool:
+    """Whether ``spec`` is a shared image–text space that knows meaning: an ``align:`` space of
+    trained towers (its heads are trained on first use), or a real CLIP whose weights are here.
+    Untrained (random-weight) CLIP and single-modality encoders are not."""
+    from core import encoders
+
+    if not spec or "untrained" in spec:
+        return False
+    if is_align_spec(spec):
+        return True
+    return spec.startswith("clip:") and encoders.clip_weights_here(spec)
 
 
 def technique_choices(encoders: dict[str, str | None]) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from core.lab import choices as api
 from tests.app.conftest import STORED
 
 
@@ -45,7 +46,9 @@ def test_frame_sidebar_shows_counts_encoders_and_synthetic_label(app):
     assert any("Synthetic demo" in c.value for c in at.sidebar.caption)
     assert at.sidebar.selectbox(key="enc_text").value == "text:minilm"
     assert at.sidebar.selectbox(key="enc_image").value == "cnn:efficientnet-lite0"
-    assert at.sidebar.selectbox(key="enc_clip").value == "clip:ViT-B-32/untrained"
+    # a real CLIP whose weights are here, else the align: space (tests/app/test_search_align.py
+    # fakes both cases)
+    assert at.sidebar.selectbox(key="enc_clip").value == api.default_encoders()["clip"]
     # unavailable encoders are listed with their reason, not silently dropped
     expanders = [e.label for e in at.sidebar.expander]
     assert any(label.startswith("Unavailable encoders") for label in expanders)

@@ -20,8 +20,10 @@ if clip and "untrained" in clip:
     st.warning(f"{clip} has random weights (untrained): its text → photo search shows the "
                "pipeline, not meaning. Pick trained CLIP weights, or use the space aligned on "
                "this dataset's own photos and captions (works offline).", icon=":material/info:")
-    st.button(f"Use the aligned space ({lab_choices.DEFAULT_ALIGN})", key="use_aligned",
-              on_click=ui.use_aligned, icon=":material/join_inner:")
+    if any(r["spec"] == lab_choices.DEFAULT_ALIGN and r.get("available", True)
+           for r in ui.encoder_choices().get("clip", [])):
+        st.button(f"Use the aligned space ({lab_choices.DEFAULT_ALIGN})", key="use_aligned",
+                  on_click=ui.use_aligned, icon=":material/join_inner:")
 
 modes = search_modes(lab, cfg.encoders)
 if not modes:

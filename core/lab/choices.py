@@ -90,11 +90,16 @@ def align_label(data: Any, cache_root: str | Path, spec: str = DEFAULT_ALIGN) ->
     """How the ``align:`` choice ``spec`` reads on the loaded dataset ``data`` (a ``LabData``):
     ``"<spec> — aligned on this dataset (t→i R@10 0.72, chance 0.13)"`` when its heads are stored
     (held-out text → photo recall), else ``"<spec> — aligned on this dataset (trained on first
-    use, a few seconds)"``. Nothing is trained or encoded."""
+    use, a few seconds)"``; ``"<spec> — no photo–text pairs to align on in this dataset"`` when
+    it has none. Nothing is trained or encoded."""
     from core.encoders import create_encoder
+    from core.errors import EncoderUnavailable
 
     enc = create_encoder(spec, dataset=data.ds, cache_root=cache_root)
-    heads = enc.stored_heads()
+    try:
+        heads = enc.stored_heads()
+    except EncoderUnavailable:  # no pairs: its error says more where the space is used
+        return f"{spec} — no photo–text pairs to align on in this dataset"
     fig = ((heads.info if heads is not None else {}).get("heldout") or {}).get("text_to_image")
     if not fig or "recall@10" not in fig:
         return f"{spec} — {ALIGN_NOTE}"

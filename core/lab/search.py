@@ -161,7 +161,7 @@ def run_search(data: LabData, cache_root: str | Path, query: str, mode: str = "a
     from core.progress import resolve_progress
 
     given = dict(encoders or {})
-    if given.get("clip") is None:
+    if given.get("clip") is None and mode != "text":  # (probing CLIP weights imports open_clip)
         given["clip"] = default_encoders()["clip"]
     if given.get("text") is None:
         given["text"] = DEFAULT_ENCODERS["text"]

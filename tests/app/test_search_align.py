@@ -102,7 +102,8 @@ def test_clip_picker_defaults_to_a_real_clip_when_its_weights_are_here(app, weig
     assert value.startswith("clip:") and "untrained" not in value
 
 
-def test_search_defaults_to_photos_in_the_aligned_space_and_finds_the_dish(app, weights_here):
+def test_search_defaults_to_photos_in_the_aligned_space_and_finds_the_dish(app, weights_here,
+                                                                           demo_cache: Path):
     weights_here(False)
     at = app.run()
     at.switch_page("app_pages/search.py").run()
@@ -112,9 +113,15 @@ def test_search_defaults_to_photos_in_the_aligned_space_and_finds_the_dish(app, 
     assert "Shared space: text → photos" in mode.options
     assert not any("CLIP" in o for o in mode.options if o.startswith("Shared"))
     assert not at.warning
+    lab = api.load("demo", demo_cache)
+    trained_before = core.encoders.create_encoder(
+        DEFAULT_ALIGN, dataset=lab.ds, cache_root=demo_cache).stored_heads() is not None
     at.text_input(key="search_query").input("pizza")
     at.button[0].click().run()  # the form's Search button (trains the heads on first use)
     _ok(at)
+    if not trained_before:  # training was drawn in a status box, which now shows the recall
+        assert [s.label.startswith(f"{DEFAULT_ALIGN} — aligned on this dataset (t→i R@10")
+                for s in at.status] == [True], [s.label for s in at.status]
     assert any("Shared space: text → photos" in m.value for m in at.markdown)
     cards = [c.value for c in at.caption if "score" in c.value]  # "category · score 0.612"
     assert len(cards) == 10

@@ -279,10 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image tower (default cnn:efficientnet-lite0)")
     p.add_argument("--pairs", default=None,
                    help="pair sets joined by '+': caption, item, review (default caption+item)")
-    p.add_argument("--dim", type=int, default=None, help="shared dimension (default 256)")
-    p.add_argument("--head", choices=["linear", "mlp"], default=None,
-                   help="projection heads (default linear)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 60)")
+    p.add_argument("--dim", type=int, default=None,
+                   help="shared dimension of linear/mlp heads (default 256)")
+    p.add_argument("--head", choices=["locked", "linear", "mlp"], default=None,
+                   help="locked (default): keep the text space, train an image head into it; "
+                        "linear/mlp: a head per tower into --dim")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 120)")
     p.add_argument("--heads-seed", type=int, default=None,
                    help="seed of the heads' weights, batches and 90/10 item split (default 0)")
     p.add_argument("--compare", default=None,

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from core.encoders.align.config import AlignConfig, parse_align_spec
+from core.encoders.align.config import parse_align_spec
 from core.encoders.align.quality import KS, retrieval
 
 #: CLIP compared by default: the study's model when its weights are here, and untrained CLIP.
@@ -32,24 +32,21 @@ class AlignReport:
 
 
 def align_spec(text: str, image: str, options: dict[str, Any] | None = None) -> str:
-    """The canonical ``align:`` spec of two towers and option overrides (None values ignored)."""
-    base = parse_align_spec(f"align:{text}+{image}")
-    changes = {k: v for k, v in (options or {}).items() if v is not None}
-    if "pairs" in changes and isinstance(changes["pairs"], str):
-        changes["pairs"] = parse_align_spec(
-            f"align:{text}+{image}?pairs={changes['pairs']}").pairs
-    return AlignConfig(**{**base.__dict__, **changes}).spec
+    """The canonical ``align:`` spec of two towers and option overrides (None values ignored),
+    validated as any spec is (``parse_align_spec``)."""
+    query = "&".join(f"{k}={v}" for k, v in (options or {}).items() if v is not None)
+    return parse_align_spec(f"align:{text}+{image}" + (f"?{query}" if query else "")).spec
 
 
 def _heldout_vectors(provider, enc, spec: str, texts: list[str],
                      photo_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``spec``'s vectors of the held-out texts and photos (only those are encoded)."""
-    from core.store.cache import file_hash
-
     tv, _ = provider.texts(spec, texts)
     ph = provider.dataset.photos.iloc[photo_rows]
     paths = [str(p) for p in ph["path"]]
-    res = provider.store.get_or_compute(enc, "image", paths, hashes=[file_hash(p) for p in paths],
+    hashes = provider.store.photo_hashes(provider.dataset.name,
+                                         ph["photo_id"].astype(str).tolist(), paths)
+    res = provider.store.get_or_compute(enc, "image", paths, hashes=hashes,
                                         progress=provider.progress)
     return np.asarray(tv, np.float32), np.asarray(res.vectors, np.float32)
 
@@ -124,7 +121,7 @@ def format_report(report: AlignReport) -> str:
     lines.append(f"held-out retrieval ({held.get('texts', 0)} texts × {held.get('photos', 0)} "
                  "photos of items the heads never saw; R@k = share of queries with a match in "
                  "the top k)")
-    width = max(28, *(len(s) + len(" (untrained)") for s in report.compared))
+    width = max([28, *(len(s) + len(" (untrained)") for s in report.compared)])
     lines.append(f"  {'encoder':<{width}}  " + "  ".join(f"t→i {h:>5}" for h in heads) + "  "
                  + "  ".join(f"i→t {h:>5}" for h in heads))
 

@@ -44,16 +44,18 @@ def encoder_choices(check: bool = True) -> dict[str, list[dict[str, Any]]]:
 
     ``align:`` rows read "aligned on this dataset" (``align_label`` adds the held-out recall once
     a dataset is loaded); untrained ones say they are random weights. With ``check``, a real CLIP
-    whose weights ``core.encoders.clip_weights_here`` finds counts as available."""
+    counts as available exactly when ``core.encoders.clip_weights_here`` finds its weights."""
     from core import encoders
 
     out: dict[str, list[dict[str, Any]]] = {r: [] for r in ROLES}
     for row in encoders.list_encoders(check=check):
         row = dict(row)
         spec = row["spec"]
-        if check and _real_clip(spec) and not row.get("available") \
-                and encoders.clip_weights_here(spec):
-            row["available"], row["reason"] = True, "weights here"
+        if check and _real_clip(spec):  # one rule for "here": the pickers and the default agree
+            here = encoders.clip_weights_here(spec)
+            if here != bool(row.get("available")):
+                row["available"] = here
+                row["reason"] = "weights here" if here else "weights not on this machine"
         label = spec
         if is_align_spec(spec):
             label += f" — {ALIGN_NOTE}"
@@ -71,11 +73,10 @@ def encoder_choices(check: bool = True) -> dict[str, list[dict[str, Any]]]:
 
 
 def _defaults(choices: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
-    from core import encoders
-
+    """The first real CLIP that is available (``encoder_choices(check=True)`` already counts one
+    available exactly when its weights are here), else ``DEFAULT_ALIGN``."""
     clip = next((r["spec"] for r in choices.get("clip", [])
-                 if _real_clip(r["spec"]) and r.get("available")
-                 and encoders.clip_weights_here(r["spec"])), DEFAULT_ALIGN)
+                 if _real_clip(r["spec"]) and r.get("available")), DEFAULT_ALIGN)
     return dict(DEFAULT_ENCODERS, clip=clip)
 
 

@@ -159,6 +159,9 @@ class Recommender(ABC):
             defaults to ``needs``). A hybrid that picks its content part on validation needs no
             encoder but uses all three; a stored run's key holds the encoders of ``uses``.
         fallback: one sentence on what users without train history receive.
+        revision: the version of the technique's computation. Bump it when a change to the code
+            changes its results for the same data, params and encoders, so stored runs made by the
+            older code are not reused (it is part of a stored run's key from 2 on).
     """
 
     name: ClassVar[str] = ""
@@ -166,6 +169,7 @@ class Recommender(ABC):
     needs: ClassVar[frozenset[str]] = frozenset()
     uses: ClassVar[frozenset[str]] = frozenset()
     fallback: ClassVar[str] = "scores from the technique itself (no special handling)"
+    revision: ClassVar[int] = 1
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

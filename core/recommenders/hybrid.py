@@ -59,6 +59,7 @@ class HybridRecommender(Recommender):
     needs = frozenset()
     uses = frozenset({"text", "image", "clip"})  # whichever content part validation picks
     fallback = "the ALS fallback blended with the content technique's (item popularity)"
+    revision = 2  # 2: multiview, one of the content parts it may pick, was revised
 
     def fit(self, ctx: FitContext) -> HybridRecommender:
         from core.recommenders import create_recommender

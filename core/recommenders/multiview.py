@@ -121,6 +121,7 @@ class MultiViewRecommender(ClipRecommender):
 
     name = "multiview"
     label = "Multi-view (CLIPER-like)"
+    revision = 2  # 2: modalities centred before fusing; tau picked on validation
     cross_modal = True
 
     def fit(self, ctx):

@@ -141,7 +141,7 @@ def split_key(dataset: str, split: str, seed: int, options: Mapping[str, Any] | 
 
 
 def run_key(dataset: str, split: str, seed: int, row: Mapping[str, Any],
-            encoder_ids: Mapping[str, str], options: Mapping[str, Any]) -> str:
+            encoder_ids: Mapping[str, str], options: Mapping[str, Any], revision: int = 1) -> str:
     """Identity of one stored run.
 
     Args:
@@ -150,13 +150,18 @@ def run_key(dataset: str, split: str, seed: int, row: Mapping[str, Any],
         encoder_ids: role -> ``Encoder.id`` of the roles the row uses only (so changing the CLIP
             encoder does not invalidate ALS).
         options: ``run_options``.
+        revision: the technique's ``Recommender.revision``; from 2 on it is part of the key (so
+            the keys of techniques never revised stay what they were).
     """
-    return _digest({
+    identity = {
         "v": SCHEMA_VERSION, "dataset": dataset, "split": split, "seed": int(seed),
         "technique": str(row["technique"]),
         "params": dict(sorted(dict(row.get("params") or {}).items())),
         "encoders": dict(sorted(encoder_ids.items())), "options": dict(sorted(options.items())),
-    })
+    }
+    if revision != 1:
+        identity["revision"] = int(revision)
+    return _digest(identity)
 
 
 def row_encoders(row: Any, encoders: Mapping[str, str | None]) -> dict[str, str]:
@@ -227,6 +232,7 @@ def plan_runs(dataset: str, split: str, seed: int, rows: Iterable[Any],
         ds, cache_root: the loaded dataset and the cache, for ``align:`` encoders' ids
             (``encoder_id``).
     """
+    from core.recommenders import get_technique
     from core.recommenders.spec import as_specs
 
     opts = run_options(options)
@@ -239,8 +245,9 @@ def plan_runs(dataset: str, split: str, seed: int, rows: Iterable[Any],
                 ids[spec] = encoder_id(spec, ds, cache_root)
         used_ids = {r: ids[s] for r, s in used.items()}
         identity = row.identity()
+        revision = get_technique(row.technique).revision
         out[row.label] = RunIdentity(
-            key=run_key(dataset, split, seed, identity, used_ids, opts), label=row.label,
+            key=run_key(dataset, split, seed, identity, used_ids, opts, revision), label=row.label,
             technique=row.technique, params=dict(identity["params"]), dataset=dataset,
             dataset_name=dataset_name, split=split, seed=int(seed), options=opts,
             encoders=used, encoder_ids=used_ids)

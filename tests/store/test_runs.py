@@ -74,6 +74,8 @@ def test_keys_depend_on_every_setting_but_not_encoder_order():
                    {"encoder_ids": {"text": "text:minilm+bf16"}}, {"options": {"tune": False}},
                    {"dataset": "e"}):
         assert run_key(**{**base, **change}) != k, change
+    assert run_key(**base, revision=1) == k  # techniques never revised keep their keys
+    assert run_key(**base, revision=2) != k
     assert split_key("d", "random", 1, {"tune": True}) == split_key("d", "random", 1, {})
     assert split_key("d", "random", 1, {"min_rating": 4}) != split_key("d", "random", 1, {})
     assert split_key("d", "random", 1, {"min_rating": 4}) == split_key(
@@ -131,6 +133,11 @@ def test_plan_keys_use_the_encoder_id_of_the_roles_a_row_uses(monkeypatch):
                      {})["als:factors=8"].key != plan["als"].key
     assert plan_runs("d", "random", 1, ["als"], {}, {"tune": False})["als"].key != \
         plan["als"].key
+    # a technique whose code changed its results (Recommender.revision) gets a new key
+    from core.recommenders import get_technique
+
+    monkeypatch.setattr(get_technique("als"), "revision", 2)
+    assert plan_runs("d", "random", 1, ["als"], {}, {"tune": True})["als"].key != plan["als"].key
 
 
 def test_save_load_round_trip_labels_cut_offs_and_replace(tmp_path):

@@ -22,7 +22,8 @@ __all__ = [
 #: Modules that define registered techniques, in display order. A module that does not exist yet
 #: is skipped (the later issues add theirs here).
 _MODULES = (
-    "baselines", "implicit_models", "itemknn", "content", "clip", "multiview", "hybrid",
+    "baselines", "implicit_models", "itemknn", "content", "clip", "multiview",
+    "lightgcn", "vbpr", "freedom", "fusion", "hybrid",
 )
 
 _REGISTRY: dict[str, type[Recommender]] = {}

@@ -303,8 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--techniques", default=None,
                    help="comma-separated rows: name or name:key=value,key=value "
                         "(default random,popular,als,bpr,itemknn)")
-    p.add_argument("--preset", default=None, choices=["study"],
-                   help="run every row of the study's Table 1 the encoders allow")
+    p.add_argument("--preset", default=None, choices=["study", "multimodal"],
+                   help="study: every row of the study's Table 1 the encoders allow; "
+                        "multimodal: popular, als, lightgcn, vbpr, freedom, fusion, hybrid")
+    p.add_argument("--ablations", action="store_true",
+                   help="with --preset multimodal: add the w/o-text and w/o-image rows of vbpr, "
+                        "freedom and fusion")
     p.add_argument("--k", default="10,20,30", help="comma-separated cut-offs")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--min-rating", type=float, default=None,

@@ -12,6 +12,13 @@ the run's text and first image encoder aligned on the dataset's own pairs
 (``core.encoders.align``) — and the table header says so.
 The table shows MAP and nDCG at every k (json/csv: all metrics) and, against ``--baseline`` (default
 ``als``), the paired bootstrap 95% CI of the nDCG difference at the first k.
+
+``multimodal`` — collaborative backbones with the content inside them, beside the collaborative
+rows: popular, als, lightgcn, vbpr, freedom, fusion, hybrid; with ``--ablations`` also the
+"w/o text" and "w/o image" rows of vbpr, freedom and fusion (row param ``ablate``). Default encoders
+``--text-encoder text:minilm`` and ``--image-encoder cnn:efficientnet-lite0`` feed the item
+features (any text or image spec works, e.g. an ``align:`` space or ``features:image``); the table
+shows Recall and nDCG (MMRec's table reports Recall@20 and NDCG@20) with CIs against ``als``.
 """
 
 from __future__ import annotations
@@ -31,6 +38,10 @@ STUDY_DEFAULT_ENCODERS = {
 }
 STUDY_METRICS = ["map", "ndcg"]
 STUDY_BASELINE = "als"
+PRESETS = ("study", "multimodal")
+MULTIMODAL_METRICS = ["recall", "ndcg"]
+#: the multimodal preset's backbones that read item features (ablated with --ablations)
+MULTIMODAL_ABLATED = ("vbpr", "freedom", "fusion")
 _ARG_OF_ROLE = {"clip": "encoder", "text": "text_encoder", "image": "image_encoder"}
 
 
@@ -48,14 +59,36 @@ def study_techniques(
         "clip-t1", "clip-t2", "clip-t3", "clip-t4", "clip-t5", "multiview", "hybrid"])
 
 
+def multimodal_techniques(ablations: bool = False) -> list[TechniqueSpec]:
+    """The multimodal preset's rows in order; with ``ablations`` each of ``MULTIMODAL_ABLATED``
+    is followed by its ``ablate=text`` and ``ablate=image`` rows."""
+    rows: list[Any] = ["popular", "als", "lightgcn"]
+    for name in MULTIMODAL_ABLATED:
+        rows.append(name)
+        if ablations:
+            rows += [TechniqueSpec(name, {"ablate": m}) for m in ("text", "image")]
+    return as_specs([*rows, "hybrid"])
+
+
 def apply_preset(
     preset: str, args: argparse.Namespace, techniques: list[TechniqueSpec],
     which: list[str] | None,
 ) -> tuple[list[TechniqueSpec], list[str] | None]:
     """Expand ``--preset``: fill missing encoder flags on ``args`` with the preset's defaults,
     default ``--baseline``, and return ``(rows, metrics shown in the table)``."""
-    if preset != "study":
-        raise LabError(f"unknown preset {preset!r}: the only preset is study")
+    if preset not in PRESETS:
+        raise LabError(f"unknown preset {preset!r}: presets are {', '.join(PRESETS)}")
+    if getattr(args, "ablations", False) and preset != "multimodal":
+        raise LabError("--ablations adds the w/o-text and w/o-image rows of --preset multimodal; "
+                       f"--preset {preset} has none")
+    if getattr(args, "baseline", None) is None:
+        args.baseline = STUDY_BASELINE
+    if preset == "multimodal":
+        for role in ("text", "image"):
+            if not getattr(args, _ARG_OF_ROLE[role], None):
+                setattr(args, _ARG_OF_ROLE[role], STUDY_DEFAULT_ENCODERS[role])
+        return (multimodal_techniques(bool(getattr(args, "ablations", False))),
+                which or list(MULTIMODAL_METRICS))
     from core.encoders import clip_weights_here
 
     clip_given = bool(getattr(args, "encoder", None))
@@ -70,8 +103,6 @@ def apply_preset(
             f"CLIP rows use {args.encoder} (the text and image encoders aligned on this dataset's "
             f"own pairs): {study_clip} weights are not here; give --encoder to choose"]
     args.image_encoder = images[0]
-    if getattr(args, "baseline", None) is None:
-        args.baseline = STUDY_BASELINE
     return study_techniques(images), which or list(STUDY_METRICS)
 
 

@@ -160,3 +160,45 @@ def test_filters_are_recorded(ds, tmp_path):
     assert filters["source"].startswith("CLIP zero-shot")
     assert filters["photos_kept"] < filters["photos_total"]
     assert filters["train_reviews_kept"] < filters["train_reviews_total"]
+
+
+def test_multimodal_rows_ablations_and_defaults():
+    from core.evaluation.presets import multimodal_techniques
+    from core.recommenders import get_technique
+
+    assert [r.label for r in multimodal_techniques()] == [
+        "popular", "als", "lightgcn", "vbpr", "freedom", "fusion", "hybrid"]
+    rows = multimodal_techniques(ablations=True)
+    ablated = [(r.technique, r.params["ablate"]) for r in rows if r.params]
+    assert ablated == [(t, m) for t in ("vbpr", "freedom", "fusion") for m in ("text", "image")]
+    assert get_technique("freedom").row_title({"ablate": "image"}) == "FREEDOM w/o image"
+    args = build_parser().parse_args(["evaluate", "--dataset", "demo", "--preset", "multimodal",
+                                      "--ablations", "--image-encoder", "cnn:x"])
+    techniques, which = apply_preset("multimodal", args, [], None)
+    assert len(techniques) == 13 and which == ["recall", "ndcg"]
+    assert args.text_encoder == "text:minilm" and args.image_encoder == "cnn:x"
+    assert args.baseline == "als" and args.encoder is None  # no CLIP role needed
+
+
+def test_ablations_belong_to_the_multimodal_preset():
+    from core.errors import LabError
+
+    args = build_parser().parse_args(["evaluate", "--dataset", "demo", "--preset", "study",
+                                      "--ablations"])
+    with pytest.raises(LabError, match="--ablations.*multimodal"):
+        apply_preset("study", args, [], None)
+
+
+def test_multimodal_preset_end_to_end(ds, tmp_path):
+    """Every backbone row runs on the fake provider's features; ablation rows read as such."""
+    args = build_parser().parse_args(
+        ["evaluate", "--dataset", "fake", "--preset", "multimodal", "--ablations",
+         "--text-encoder", "text:fake", "--image-encoder", "cnn:fake",
+         "--cache-dir", str(tmp_path), "--seed", "3", "--no-tune"])
+    out = io.StringIO()
+    assert evaluate_command(args, lambda a: ds, out=out) == 0
+    text = out.getvalue()
+    for title in ("LightGCN", "VBPR w/o text", "FREEDOM w/o image", "Attention fusion w/o text",
+                  "Recall@10", "nDCG@10", "vs als"):
+        assert title in text, title
+    assert "skipped" not in text.lower()

@@ -29,23 +29,6 @@ from dataclasses import replace
 TARGET_S = 120.0
 
 
-def matmul_gflops(m: int, k: int, n: int, seconds: float = 1.0) -> float:
-    """Measured fp32 GFLOP/s of ``(m, k) @ (k, n)`` with torch on this machine (CPU threads as
-    torch has them), repeated for about ``seconds``."""
-    import torch
-
-    a = torch.randn(m, k)
-    b = torch.randn(k, n)
-    a @ b  # warm-up
-    reps, t0 = 0, time.perf_counter()
-    while True:
-        a @ b
-        reps += 1
-        elapsed = time.perf_counter() - t0
-        if elapsed >= seconds and reps >= 3:
-            return 2.0 * m * k * n * reps / elapsed / 1e9
-
-
 def step_flops(batch: int, d_text: int, d_image: int, cfg) -> float:
     """Estimated FLOPs of one training step: the heads' and the similarity matrix's forward
     matmuls, ×3 for forward + backward."""
@@ -75,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
+    from bench._machine import matmul_gflops
     from core.config import cache_dir
     from core.data import load_dataset
     from core.encoders.align import DEFAULT_ALIGN

@@ -37,7 +37,8 @@ def _add_repeats(g: argparse._ActionsContainer) -> None:
 
 def _add_dataset(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--dataset", required=required, default=None if required else "demo",
-                   help="dataset spec: demo, yelp:DIR, movielens:DIR, csv:CONFIG.toml")
+                   help="dataset spec: demo, yelp:DIR, movielens:DIR, csv:CONFIG.toml, "
+                        "mmrec:DIR")
     g = p.add_argument_group("dataset filters")
     g.add_argument("--categories", default=None,
                    help="comma-separated category substrings to keep (yelp default: "
@@ -299,7 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="evaluate techniques on a split and print metric tables")
     _add_dataset(p)
     p.add_argument("--split", default="random",
-                   choices=["random", "user", "temporal", "cold-item"])
+                   choices=["random", "user", "temporal", "cold-item", "file"],
+                   help="how to hold out interactions (default random); file: the dataset's own "
+                        "split (mmrec: x_label)")
     p.add_argument("--techniques", default=None,
                    help="comma-separated rows: name or name:key=value,key=value "
                         "(default random,popular,als,bpr,itemknn)")

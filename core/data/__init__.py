@@ -1,7 +1,8 @@
 """Datasets: the canonical ``Dataset`` and one loader per source, behind ``load_dataset(spec)``.
 
 Specs: ``demo`` (synthetic Yelp-layout data generated into the cache on first use), ``yelp:<dir>``,
-``movielens:<dir>``, ``csv:<config.toml>``.
+``movielens:<dir>``, ``csv:<config.toml>``, ``mmrec:<dir>`` (MMRec's ``<name>.inter`` with its own
+split, plus item feature files; ``core.data.mmrec``).
 """
 
 from __future__ import annotations
@@ -61,13 +62,15 @@ _SOURCES = {
     "yelp": "Yelp Open Dataset directory: yelp:<dir> (business/review/user JSON, photos.json)",
     "movielens": "MovieLens ML-100K or ml-latest-small directory: movielens:<dir> (+ posters/)",
     "csv": "Any dataset described by a TOML column mapping: csv:<config.toml>",
+    "mmrec": "MMRec folder: mmrec:<dir> (<name>.inter with its own split, image_feat.npy, "
+             "text_feat.npy)",
 }
 
 
 def list_datasets() -> list[dict[str, str]]:
     """The dataset sources as ``[{"source", "spec", "description"}]`` (a fresh list)."""
     examples = {"demo": "demo", "yelp": "yelp:DIR", "movielens": "movielens:DIR",
-                "csv": "csv:CONFIG.toml"}
+                "csv": "csv:CONFIG.toml", "mmrec": "mmrec:DIR"}
     return [{"source": k, "spec": examples[k], "description": v} for k, v in _SOURCES.items()]
 
 
@@ -80,7 +83,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if not sep or source not in _SOURCES or source == "demo" or not arg:
         raise DatasetError(
             f"unknown dataset spec {spec!r}: use one of demo, yelp:<dir>, movielens:<dir>, "
-            "csv:<config.toml>"
+            "csv:<config.toml>, mmrec:<dir>"
         )
     return source, arg
 
@@ -108,6 +111,10 @@ def load_dataset(
         from core.data.movielens import load_movielens
 
         return load_movielens(Path(arg), options, name=spec)
+    if source == "mmrec":
+        from core.data.mmrec import load_mmrec
+
+        return load_mmrec(Path(arg), options, name=spec)
     from core.data.csvtable import load_csv
 
     return load_csv(Path(arg), options, name=spec)

@@ -6,6 +6,7 @@ The ``Dataset`` owns the raw-id <-> index maps; pages and the CLI speak raw ids 
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,14 @@ ITEM_COLUMNS = ("item_id", "name", "categories", "description", "attributes")
 PHOTO_COLUMNS = ("photo_id", "item", "path", "caption", "label")
 #: What ``build_dataset`` does with repeated user-item pairs (see ``collapse_repeats``).
 REPEAT_MODES = ("collapse", "keep")
+#: Optional column of ``Dataset.interactions``: the part a source file assigns each interaction
+#: (MMRec's ``x_label``), used by the ``file`` split (``core.evaluation.splits``).
+SPLIT_LABEL = "split_label"
+#: Values of ``SPLIT_LABEL`` and the parts they name.
+SPLIT_LABEL_NAMES = {0: "train", 1: "valid", 2: "test"}
+#: Modalities ``Dataset.item_features`` may hold (encoder specs ``features:image``,
+#: ``features:text``).
+FEATURE_MODALITIES = ("image", "text")
 
 
 @dataclass
@@ -57,7 +66,8 @@ class Dataset:
             ``text`` (string or None).
             Sorted by (timestamp, user, item) with a fresh RangeIndex. One row per user-item
             pair unless the dataset was loaded with ``repeats="keep"`` (see
-            ``collapse_repeats``).
+            ``collapse_repeats``). Datasets whose files carry their own split (``mmrec:``) add
+            ``SPLIT_LABEL`` (int8: 0 train, 1 valid, 2 test), read by the ``file`` split.
         items: one row per item index, columns ``ITEM_COLUMNS`` at least; ``categories`` is a
             comma-separated string, ``attributes`` a ``{name: value}`` dict (possibly empty).
         photos: columns ``PHOTO_COLUMNS``; ``item`` is the item index. The loaders keep only
@@ -65,6 +75,11 @@ class Dataset:
         user_ids: raw user id of each user index (object array of str).
         report: counts and warnings gathered while loading.
         domain: a word for an item in prompts and page labels ("restaurant", "movie", "product").
+        item_features: modality (``FEATURE_MODALITIES``) -> ``(n_items, d)`` float32 matrix of
+            item features that come with the data (MMRec's ``image_feat.npy``,
+            ``text_feat.npy``), row ``i`` for item ``i``; stored read-only; empty for sources
+            without any. Encoder specs ``features:image`` / ``features:text`` read them
+            (``core.encoders``); their identity is ``item_features_digest``.
     """
 
     name: str
@@ -74,6 +89,7 @@ class Dataset:
     user_ids: np.ndarray
     report: LoadReport = field(default_factory=LoadReport)
     domain: str = "item"
+    item_features: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         missing = [c for c in INTERACTION_COLUMNS if c not in self.interactions.columns]
@@ -83,6 +99,21 @@ class Dataset:
             raise DatasetError(f"{self.name}: internal dataset is missing columns {missing}")
         self._user_index = {u: i for i, u in enumerate(self.user_ids)}
         self._item_index = {it: i for i, it in enumerate(self.items["item_id"].tolist())}
+        features: dict[str, np.ndarray] = {}
+        for modality, matrix in dict(self.item_features).items():
+            if modality not in FEATURE_MODALITIES:
+                raise DatasetError(f"{self.name}: item features of unknown modality {modality!r} "
+                                   f"(expected one of {', '.join(FEATURE_MODALITIES)})")
+            arr = np.ascontiguousarray(matrix, dtype=np.float32)
+            if arr.ndim != 2 or arr.shape[0] != len(self.items):
+                raise DatasetError(f"{self.name}: {modality} item features have shape "
+                                   f"{arr.shape}, expected ({len(self.items)}, d): one row per "
+                                   "item")
+            arr = arr.view()
+            arr.flags.writeable = False
+            features[modality] = arr
+        self.item_features = features
+        self._feature_digests: dict[str, tuple[np.ndarray, str]] = {}
 
     # --- sizes and id maps -------------------------------------------------------------------
     @property
@@ -113,6 +144,27 @@ class Dataset:
 
     def has_user(self, raw_id: str) -> bool:
         return str(raw_id) in self._user_index
+
+    # --- what the source files carry -----------------------------------------------------------
+    @property
+    def has_split_labels(self) -> bool:
+        """Whether the interactions carry the source's own split (``SPLIT_LABEL``)."""
+        return SPLIT_LABEL in self.interactions.columns
+
+    def item_features_digest(self, modality: str) -> str:
+        """16 hex digits of the SHA-256 of the ``modality`` feature matrix (dtype, shape and
+        bytes): the content identity of ``features:<modality>``, so stored runs never mix two
+        feature files. ``KeyError`` when the dataset has no such features."""
+        matrix = self.item_features[modality]
+        known = self._feature_digests.get(modality)
+        if known is not None and known[0] is matrix:
+            return known[1]
+        h = hashlib.sha256(f"{matrix.dtype.str}{matrix.shape}".encode())
+        h.update(memoryview(np.ascontiguousarray(matrix)).cast("B"))
+        digest = h.hexdigest()[:16]
+        if not matrix.flags.writeable:  # a writable array may change under us: no memo
+            self._feature_digests[modality] = (matrix, digest)
+        return digest
 
     # --- matrices ------------------------------------------------------------------------------
     def csr(self, interactions: pd.DataFrame | None = None) -> sp.csr_matrix:
@@ -281,8 +333,9 @@ def build_dataset(
 
     Args:
         interactions: columns ``user_id``, ``item_id``, ``rating``, ``timestamp`` (seconds), and
-            optionally ``review_id`` and ``text``. Rows whose item is not in ``items`` are
-            dropped and counted as ``unknown_item_interactions``. Repeated user-item pairs are
+            optionally ``review_id``, ``text`` and ``SPLIT_LABEL`` (0/1/2, kept on its row).
+            Rows whose item is not in ``items`` are dropped and counted as
+            ``unknown_item_interactions``. Repeated user-item pairs are
             then collapsed or kept according to ``repeats`` (see ``collapse_repeats``; counted as
             ``repeated_user_item_pairs`` and ``repeat_interactions_collapsed``).
         items: column ``item_id`` plus any of ``name``, ``categories``, ``description``,
@@ -337,6 +390,12 @@ def build_dataset(
         .to_numpy(),
         "text": inter["text"].astype(object).where(inter["text"].notna(), None).to_numpy(),
     })
+    if SPLIT_LABEL in inter.columns:  # the source's own split travels with its interaction
+        labels = pd.to_numeric(inter[SPLIT_LABEL], errors="coerce")
+        if not labels.isin(list(SPLIT_LABEL_NAMES)).all():
+            raise DatasetError(f"{name}: {SPLIT_LABEL} values must be one of "
+                               f"{sorted(SPLIT_LABEL_NAMES)} (0 train, 1 valid, 2 test)")
+        out[SPLIT_LABEL] = labels.astype(np.int8).to_numpy()
     out = out.sort_values(["timestamp", "user", "item"], kind="stable").reset_index(drop=True)
 
     if photos is None or len(photos) == 0:

@@ -13,6 +13,12 @@ Spec strings (``python -m core encoders`` lists them with whether their weights 
 - ``align:<text spec>+<image spec>[?options]`` — the two towers joined into one image–text space
   by projection heads trained on the dataset's own pairs (``core.encoders.align``); it needs the
   dataset (``create_encoder(spec, dataset=ds)``), e.g. ``align:text:minilm+cnn:efficientnet-lite0``.
+- ``features:image``, ``features:text`` — the dataset's own item features
+  (``Dataset.item_features``, e.g. an ``mmrec:`` dataset's ``image_feat.npy`` / ``text_feat.npy``)
+  for the image / text role: nothing is encoded or cached, content techniques read the rows
+  (``core.recommenders.representations``). The id is content-based:
+  ``features:image@sha256=<16 hex of the matrix>``. It needs the dataset
+  (``create_encoder(spec, dataset=ds)``); a dataset without them raises ``EncoderUnavailable``.
 
 Precision (``core.encoders.precision``): fp32 by default; suffix ``+bf16`` (or ``+fp32``) on any
 spec, e.g. ``text:minilm+bf16``, ``clip:ViT-B-32/openai+chunk+bf16``, or ``MMREC_BF16=1`` for every
@@ -32,8 +38,9 @@ from core.encoders.precision import requested_precision, split_precision
 from core.errors import EncoderUnavailable
 
 __all__ = [
-    "DEFAULT_IMAGE_ENCODER", "DEFAULT_TEXT_ENCODER", "Encoder", "clip_weights_here",
-    "create_encoder", "l2_normalise", "list_encoders",
+    "DEFAULT_IMAGE_ENCODER", "DEFAULT_TEXT_ENCODER", "FEATURES_KIND", "DatasetFeatures", "Encoder",
+    "clip_weights_here", "create_encoder", "dataset_features", "is_features_spec", "l2_normalise",
+    "list_encoders",
 ]
 
 DEFAULT_TEXT_ENCODER = "text:minilm"
@@ -41,6 +48,10 @@ DEFAULT_IMAGE_ENCODER = "cnn:efficientnet-lite0"
 KINDS = ("clip", "text", "bert", "cnn")
 #: the kind of trained-on-the-dataset joint spaces (``core.encoders.align``)
 ALIGN_KIND = "align"
+#: the kind of a dataset's own item features (``features:image``, ``features:text``)
+FEATURES_KIND = "features"
+#: what a ``features:`` spec's weights are, in ``list_encoders``
+FEATURES_WEIGHTS = "the dataset's own item features"
 
 #: open_clip pairs always listed (more are listed when their weights are in the local cache).
 CLIP_SHOWCASE = (
@@ -64,8 +75,8 @@ def _build(spec: str) -> Encoder:
     if not sep or kind not in KINDS or not rest.strip():
         raise EncoderUnavailable(
             f"unknown encoder spec {spec!r}: use clip:<model>/<pretrained>, text:<name>, "
-            "bert:<name>, cnn:<name> or align:<text spec>+<image spec> (see `python -m core "
-            "encoders`)"
+            "bert:<name>, cnn:<name>, align:<text spec>+<image spec> or features:image|text "
+            "(see `python -m core encoders`)"
         )
     if kind == "clip":
         from core.encoders.clip import ClipEncoder
@@ -101,7 +112,8 @@ def create_encoder(spec: str, dataset=None, cache_root=None) -> Encoder:
 
     ``dataset`` / ``cache_root``: only ``align:`` specs use them (their heads are trained on the
     dataset's pairs and stored in the cache; ``core.encoders.align``); an ``align:`` spec without
-    a dataset raises ``EncoderUnavailable``.
+    a dataset raises ``EncoderUnavailable``. A ``features:`` spec gives the dataset's own item
+    features (``dataset_features``; not kept in the instance cache).
 
     Raises ``EncoderUnavailable`` naming the spec for unknown specs, missing packages/files or an
     unreadable ``MMREC_BF16``; missing hub weights are detected when the model loads (first
@@ -112,6 +124,8 @@ def create_encoder(spec: str, dataset=None, cache_root=None) -> Encoder:
         from core.encoders.align import aligned_encoder
 
         return aligned_encoder(spec, dataset, cache_root)
+    if is_features_spec(spec):
+        return dataset_features(spec, dataset)
     key = _cache_key(spec)
     with _cache_lock:
         enc = _cache.get(key)
@@ -125,6 +139,76 @@ def create_encoder(spec: str, dataset=None, cache_root=None) -> Encoder:
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return enc
+
+
+def is_features_spec(spec: str | None) -> bool:
+    """Whether ``spec`` names a dataset's own item features (``features:...``)."""
+    return bool(spec) and str(spec).strip().startswith(FEATURES_KIND + ":")
+
+
+class DatasetFeatures(Encoder):
+    """``features:image`` / ``features:text``: the item features a dataset carries
+    (``Dataset.item_features[modality]``), standing in for an encoder of that role.
+
+    Nothing is encoded: content techniques read ``matrix`` (row ``i`` = item ``i``) through
+    ``core.recommenders.representations``; ``encode_*`` raise ``EncoderUnavailable``. ``id`` is
+    ``<spec>@sha256=<16 hex>`` of the matrix (``Dataset.item_features_digest``), so stored runs
+    on two different feature files never share a key.
+    """
+
+    kind = FEATURES_KIND
+    precision = None
+
+    def __init__(self, spec: str, modality: str, matrix, digest: str, dataset_name: str) -> None:
+        self.spec = spec
+        self.modality = modality
+        self.matrix = matrix
+        self.id = f"{spec}@sha256={digest}"
+        self.dim = int(matrix.shape[1])
+        self.modalities = frozenset({modality})
+        self.dataset_name = dataset_name
+
+    def _nothing_to_encode(self):
+        return EncoderUnavailable(
+            f"{self.spec} encodes nothing: it is {FEATURES_WEIGHTS} of {self.dataset_name}, "
+            "read as item vectors by the content techniques (use a text:/cnn:/clip: encoder to "
+            "embed texts or photos)")
+
+    def encode_images(self, paths):
+        raise self._nothing_to_encode()
+
+    def encode_texts(self, texts, batch_size=None):
+        raise self._nothing_to_encode()
+
+    def load(self) -> None:  # the matrix is already in memory
+        return None
+
+
+def dataset_features(spec: str, dataset) -> DatasetFeatures:
+    """The ``features:<modality>`` encoder of ``dataset``.
+
+    Raises ``EncoderUnavailable`` naming the spec: a modality other than image / text, no
+    dataset, or a dataset without features of that modality (naming the dataset)."""
+    from core.data.dataset import FEATURE_MODALITIES
+
+    spec = spec.strip()
+    modality = spec.partition(":")[2].strip()
+    if modality not in FEATURE_MODALITIES:
+        raise EncoderUnavailable(
+            f"unknown encoder spec {spec!r}: {FEATURES_WEIGHTS} are features:image or "
+            "features:text")
+    if dataset is None:
+        raise EncoderUnavailable(
+            f"{spec}: {FEATURES_WEIGHTS} need the dataset: use it where one is loaded "
+            "(python -m core evaluate --dataset mmrec:DIR ..., or the app)")
+    features = getattr(dataset, "item_features", None) or {}
+    if modality not in features:
+        held = (f"only {', '.join(sorted(features))} features" if features
+                else "no item features (only mmrec: datasets with image_feat.npy or "
+                     "text_feat.npy do)")
+        raise EncoderUnavailable(f"{spec}: dataset {dataset.name} carries {held}")
+    return DatasetFeatures(spec, modality, features[modality],
+                           dataset.item_features_digest(modality), str(dataset.name))
 
 
 def clip_weights_here(spec: str) -> bool:
@@ -191,6 +275,13 @@ def list_encoders(check: bool = True) -> list[dict]:
                      "(trained heads; a shared space offline); align:<text spec>+<image spec>",
                      towers_ok, ("the packaged towers; heads trained on first use" if towers_ok
                                  else not_checked if not check else "a tower is missing")))
+
+    # the dataset's own item features: usable exactly when the loaded dataset carries them
+    for modality, file in (("image", "image_feat.npy"), ("text", "text_feat.npy")):
+        rows.append(_row(f"{FEATURES_KIND}:{modality}", FEATURES_KIND, [modality],
+                         f"{FEATURES_WEIGHTS} for the {modality} role, read, not encoded "
+                         f"(an mmrec: dataset's {file}); id = sha256 of the matrix",
+                         None, FEATURES_WEIGHTS))
 
     # CLIP
     clip_pairs = list(CLIP_SHOWCASE)

@@ -88,12 +88,17 @@ def format_table(
     lines = []
     meta = result.meta
     split = meta.get("split", {})
-    seed = "" if split.get("kind") == "temporal" else f"seed {meta.get('seed')}: "  # no role
+    no_seed = split.get("kind") in ("temporal", "file")  # a time cut, the file's own labels
+    seed = "" if no_seed else f"seed {meta.get('seed')}: "
     lines.append(
         f"dataset {meta.get('dataset')} | split {split.get('kind')} ({seed}"
         f"train {split.get('train')}, valid {split.get('valid')}, test {split.get('test')}) | "
         f"{meta.get('n_users')} users evaluated over {meta.get('n_items')} items"
     )
+    if split.get("cold_start_users"):
+        lines.append(f"note: the file split leaves out the {split['cold_start_interactions']} "
+                     f"valid/test interaction(s) of {split['cold_start_users']} user(s) without "
+                     "train interactions (as MMRec does)")
     lines.extend(f"note: {n}" for n in meta.get("notes", []))
     wide = wide_table(result.metrics, metrics)
     if wide.empty:

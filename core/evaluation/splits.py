@@ -12,21 +12,25 @@ Kinds (``ratios`` = train/valid/test shares, default 0.8/0.1/0.1):
 * ``cold-item`` — items are shuffled with ``seed``; the first 10% of items form the test items and
   the next 10% the validation items, each with *all* their interactions; train holds the other
   items' interactions, so no test or validation item appears in train.
+* ``file`` — the dataset's own split, from its ``split_label`` column (an ``mmrec:`` dataset's
+  ``x_label``: 0 train, 1 valid, 2 test); ``seed`` and ``ratios`` play no role. As MMRec does
+  (``filter_out_cod_start_users``), valid and test rows of users without any train row are left
+  out (counted in ``Split.info``), so ``valid`` and ``test`` may not cover every labelled row.
 
 Each part is a sub-frame of ``dataset.interactions`` keeping the original index.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from core.data.dataset import Dataset
+from core.data.dataset import SPLIT_LABEL, Dataset
 from core.errors import LabError
 
-SPLIT_KINDS = ("random", "user", "temporal", "cold-item")
+SPLIT_KINDS = ("random", "user", "temporal", "cold-item", "file")
 
 
 @dataclass
@@ -39,14 +43,18 @@ class Split:
     kind: str
     seed: int
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    #: what the split left out and why (``file``: ``cold_start_users``,
+    #: ``cold_start_interactions``); part of ``describe``
+    info: dict[str, int] = field(default_factory=dict)
 
     def sizes(self) -> dict[str, int]:
         """Interactions per part."""
         return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
 
     def describe(self) -> dict[str, object]:
-        """Kind, seed, ratios and sizes (for run.json and the app)."""
-        return {"kind": self.kind, "seed": self.seed, "ratios": list(self.ratios), **self.sizes()}
+        """Kind, seed, ratios, sizes and ``info`` (for run.json and the app)."""
+        return {"kind": self.kind, "seed": self.seed, "ratios": list(self.ratios), **self.sizes(),
+                **self.info}
 
 
 def make_split(
@@ -55,10 +63,13 @@ def make_split(
     """Split ``ds.interactions`` into train/valid/test; see the module docstring for each kind.
 
     Raises:
-        LabError: unknown kind or ratios that do not sum to 1.
+        LabError: unknown kind, ratios that do not sum to 1, or ``file`` on a dataset without
+            split labels.
     """
     if kind not in SPLIT_KINDS:
         raise LabError(f"unknown split {kind!r}: choose from {', '.join(SPLIT_KINDS)}")
+    if kind == "file":
+        return _file_split(ds, seed)
     ratios = tuple(float(r) for r in ratios)
     if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1.0) > 1e-6:
         raise LabError(f"split ratios must be three non-negative shares summing to 1, got {ratios}")
@@ -101,4 +112,28 @@ def make_split(
     return Split(
         train=inter[part == 0], valid=inter[part == 1], test=inter[part == 2],
         kind=kind, seed=int(seed), ratios=ratios,  # type: ignore[arg-type]
+    )
+
+
+def _file_split(ds: Dataset, seed: int) -> Split:
+    """The dataset's own split (``SPLIT_LABEL``), without the held-out rows of users who have no
+    train row (MMRec's ``filter_out_cod_start_users``)."""
+    inter = ds.interactions
+    if SPLIT_LABEL not in inter.columns:
+        others = ", ".join(k for k in SPLIT_KINDS if k != "file")
+        raise LabError(f"split file: dataset {ds.name} carries no split labels of its own (only "
+                       f"mmrec: datasets do, from their x_label column); choose one of {others}")
+    part = inter[SPLIT_LABEL].to_numpy(dtype=np.int8)
+    users = inter["user"].to_numpy()
+    with_train = np.zeros(ds.n_users, dtype=bool)
+    with_train[users[part == 0]] = True
+    cold = (part > 0) & ~with_train[users]
+    n = max(1, int((~cold).sum()))
+    ratios = tuple(round(float(((part == p) & ~cold).sum()) / n, 4) for p in (0, 1, 2))
+    return Split(
+        train=inter[part == 0], valid=inter[(part == 1) & ~cold],
+        test=inter[(part == 2) & ~cold], kind="file", seed=int(seed),
+        ratios=ratios,  # type: ignore[arg-type]
+        info={"cold_start_users": int(len(np.unique(users[cold]))),
+              "cold_start_interactions": int(cold.sum())},
     )

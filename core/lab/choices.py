@@ -32,8 +32,11 @@ def _real_clip(spec: str) -> bool:
 
 
 def encoder_role(spec: str) -> str:
-    """Role of an encoder spec: ``clip``, ``image`` (cnn) or ``text`` (text, bert)."""
+    """Role of an encoder spec: ``clip``, ``image`` (cnn, features:image) or ``text`` (text,
+    bert, features:text)."""
     kind = spec.split(":", 1)[0]
+    if kind == "features":
+        return "image" if spec.endswith(":image") else "text"
     return {"clip": "clip", "align": "clip", "cnn": "image"}.get(kind, "text")
 
 

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from core.encoders import is_features_spec
 from core.errors import TechniqueUnavailable
 from core.recommenders import register
 from core.recommenders.base import FitContext, Recommender
@@ -120,7 +121,8 @@ class ImageRecommender(EmbeddingRecommender):
     role = "image"
 
     def vectors(self, ctx, spec):
-        _require_photos(ctx, self.name)
+        if not is_features_spec(spec):  # features:image needs no photos
+            _require_photos(ctx, self.name)
         u, uh = user_photo_vectors(ctx, spec)
         i, ih = item_photo_vectors(ctx, spec)
         return u, uh, i, ih

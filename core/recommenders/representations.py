@@ -13,6 +13,12 @@ with nothing to average gets the zero vector and ``has[...] = False``.
   reviews (every user of a dataset without review text) use the mean of the item text vectors of
   the items they consumed in train.
 * **User photo vector**: mean of the photo vectors of the items the user consumed in train.
+* **The dataset's own item features** (encoder specs ``features:image`` for the image role and
+  ``features:text`` for the text role; ``Dataset.item_features``, e.g. an ``mmrec:`` dataset's
+  ``image_feat.npy``): the item vector is the item's L2-normalised feature row (``has`` = the row
+  is not all zero), read without the embedding cache or any encoder; reviews and photos play no
+  part, and user vectors are the mean of the consumed items' rows as above. A dataset without
+  such features raises ``TechniqueUnavailable`` naming the spec and the dataset.
 
 Results are memoised per ``FitContext`` (``FitContext.memoize``), so techniques of one run that
 share an encoder share the vectors.
@@ -25,8 +31,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from core.encoders import dataset_features, is_features_spec
 from core.encoders.base import l2_normalise
-from core.errors import TechniqueUnavailable
+from core.errors import EncoderUnavailable, TechniqueUnavailable
 from core.recommenders.filters import photo_keep_mask, review_keep_mask
 
 
@@ -61,8 +68,34 @@ def _filters(ctx: Any) -> tuple:
             ctx.encoders.get("clip"))
 
 
+def item_feature_vectors(ctx: Any, spec: str, role: str) -> tuple[np.ndarray, np.ndarray]:
+    """The dataset's own item features of a ``features:`` spec for ``role`` (``image`` or
+    ``text``): L2-normalised rows and ``has`` (row not all zero).
+
+    Raises:
+        TechniqueUnavailable: the dataset carries no such features, or the spec's modality is
+            not ``role`` (``features:image`` read as text vectors, say).
+    """
+
+    def build():
+        try:
+            enc = dataset_features(spec, ctx.dataset)
+        except EncoderUnavailable as exc:
+            raise TechniqueUnavailable(str(exc)) from None
+        if enc.modality != role:
+            raise TechniqueUnavailable(
+                f"{spec} holds {enc.modality} features: use it for the {enc.modality} role "
+                f"(--{enc.modality}-encoder {spec}), not for {role}")
+        matrix = np.asarray(enc.matrix, dtype=np.float32)
+        return l2_normalise(matrix), matrix.any(axis=1)
+
+    return ctx.memoize(("item_features", spec, role), build)
+
+
 def item_photo_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
     """Item photo vectors ``(n_items, d)`` and ``has`` mask for encoder ``spec``."""
+    if is_features_spec(spec):
+        return item_feature_vectors(ctx, spec, "image")
 
     def build():
         ds = ctx.dataset
@@ -76,6 +109,8 @@ def item_photo_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
 
 def item_document_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of ``Dataset.item_text()`` (one document per item) and their ``ok`` mask."""
+    if is_features_spec(spec):  # the dataset's own text features stand for the documents
+        return item_feature_vectors(ctx, spec, "text")
 
     def build():
         vecs, ok = _provider(ctx).item_texts(spec)
@@ -118,6 +153,8 @@ def _review_mean_or(
 
 def item_text_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
     """Item text vectors: mean of train reviews received, else the item's document embedding."""
+    if is_features_spec(spec):
+        return item_feature_vectors(ctx, spec, "text")
 
     def build():
         ds = ctx.dataset
@@ -134,6 +171,8 @@ def user_text_vectors(ctx: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
         ds = ctx.dataset
         item_vecs, item_has = item_text_vectors(ctx, spec)
         from_items, has_items = consumed_mean(ctx.train_csr, item_vecs, item_has)
+        if is_features_spec(spec):  # item features only: no review enters a features: space
+            return from_items, has_items
         return _review_mean_or(ctx, spec, "user", ds.n_users, from_items, has_items)
 
     return ctx.memoize(("user_text", spec, ctx.options.get("review_filter")), build)

@@ -183,7 +183,11 @@ def encoder_id(spec: str, ds: Any = None, cache_root: str | Path | None = None) 
     to measure under ``MMREC_BF16=auto``), or ``"<spec> (unavailable)"`` when it cannot be built
     (a technique using it is then skipped, so no run is stored under that key). ``ds`` and
     ``cache_root``: the dataset and cache an ``align:`` encoder is trained on (its id holds the
-    heads' key; nothing is trained to compute it)."""
+    heads' key; nothing is trained to compute it). ``features:image`` / ``features:text`` (the
+    dataset's own item features) need ``ds``: their id is the content hash of its matrix,
+    ``features:image@sha256=<16 hex>``, so runs on two feature files never share a key; a
+    dataset without them gives ``"features:image (unavailable)"`` (the techniques are then
+    skipped with the reason naming the spec and the dataset)."""
     from core.encoders import create_encoder
     from core.errors import EncoderUnavailable
 

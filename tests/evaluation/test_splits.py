@@ -8,12 +8,15 @@ import pytest
 from core.errors import LabError
 from core.evaluation.splits import SPLIT_KINDS, make_split
 
+#: the kinds that cut any dataset (``file`` reads the dataset's own labels: tested below)
+GENERATED_KINDS = tuple(k for k in SPLIT_KINDS if k != "file")
+
 
 def _index_sets(s):
     return set(s.train.index), set(s.valid.index), set(s.test.index)
 
 
-@pytest.mark.parametrize("kind", SPLIT_KINDS)
+@pytest.mark.parametrize("kind", GENERATED_KINDS)
 def test_parts_are_disjoint_and_cover_everything(taste, kind):
     s = make_split(taste, kind, seed=1)
     tr, va, te = _index_sets(s)
@@ -24,7 +27,7 @@ def test_parts_are_disjoint_and_cover_everything(taste, kind):
     assert s.test.equals(taste.interactions.loc[s.test.index])
 
 
-@pytest.mark.parametrize("kind", SPLIT_KINDS)
+@pytest.mark.parametrize("kind", GENERATED_KINDS)
 def test_same_seed_same_split_other_seed_other_split(taste, kind):
     a, b = make_split(taste, kind, seed=5), make_split(taste, kind, seed=5)
     assert _index_sets(a) == _index_sets(b)
@@ -74,3 +77,34 @@ def test_bad_kind_and_ratios(taste):
         make_split(taste, "nope", seed=0)
     with pytest.raises(LabError, match="sum"):
         make_split(taste, "random", seed=0, ratios=(0.5, 0.1, 0.1))
+
+
+def _labelled(taste, labels):
+    """``taste`` with a ``split_label`` column (what an ``mmrec:`` dataset carries)."""
+    from dataclasses import replace
+
+    from core.data.dataset import SPLIT_LABEL
+
+    return replace(taste, interactions=taste.interactions.assign(
+        **{SPLIT_LABEL: np.asarray(labels, dtype=np.int8)}))
+
+
+def test_file_split_uses_the_labels_and_leaves_out_cold_start_users(taste):
+    inter = taste.interactions
+    labels = np.arange(len(inter)) % 3  # 0 train, 1 valid, 2 test
+    cold = inter["user"].to_numpy() == 0
+    labels[cold] = np.where(np.arange(cold.sum()) % 2 == 0, 1, 2)  # user 0: no train row
+    ds = _labelled(taste, labels)
+    s = make_split(ds, "file", seed=1)
+    assert set(s.train.index) == set(inter.index[labels == 0])
+    assert set(s.valid.index) == set(inter.index[(labels == 1) & ~cold])
+    assert set(s.test.index) == set(inter.index[(labels == 2) & ~cold])
+    assert s.describe()["kind"] == "file"
+    assert s.info == {"cold_start_users": 1, "cold_start_interactions": int(cold.sum())}
+    assert _index_sets(make_split(ds, "file", seed=9)) == _index_sets(s)  # no seed involved
+    assert abs(sum(s.ratios) - 1.0) < 1e-3
+
+
+def test_file_split_needs_labels(taste):
+    with pytest.raises(LabError, match="split file: dataset taste carries no split labels"):
+        make_split(taste, "file", seed=0)

@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from core.recommenders import register
 from core.recommenders.lightgcn import propagate
-from core.recommenders.neural import BPRTechnique, bpr_loss, torch_sparse
+from core.recommenders.neural import BPRTechnique, bpr_loss, spmm, torch_sparse
 
 
 def knn_graph(features: np.ndarray, k: int) -> sp.csr_matrix:
@@ -135,7 +135,7 @@ def _net_class():
         def _forward(self, adj):
             h = self.item.weight
             for _ in range(int(self.params_["mm_layers"])):
-                h = torch.sparse.mm(self.item_graph, h)
+                h = spmm(self.item_graph, h)
             ego = torch.cat([self.user.weight, self.item.weight])
             out = propagate(torch, adj, ego, int(self.params_["ui_layers"]))
             return out[:self.n_users], out[self.n_users:] + h

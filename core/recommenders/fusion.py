@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from core.recommenders import register
-from core.recommenders.neural import BPRTechnique, bpr_loss, l2_reg, torch_sparse
+from core.recommenders.neural import BPRTechnique, bpr_loss, l2_reg, spmm, torch_sparse
 
 
 @functools.cache
@@ -58,7 +58,7 @@ def _net_class():
             items = self.items()
             users = self.user.weight
             if self.history is not None:
-                users = users + torch.sparse.mm(self.history, items)
+                users = users + spmm(self.history, items)
             return users, items
 
         def loss(self, u, i, j):

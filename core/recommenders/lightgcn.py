@@ -21,6 +21,7 @@ from core.recommenders.neural import (
     bpr_loss,
     l2_reg,
     normalized_adjacency,
+    spmm,
     torch_sparse,
 )
 
@@ -29,7 +30,7 @@ def propagate(torch, adj, ego, layers: int):
     """Mean of ``[ego, adj @ ego, adj² @ ego, …]`` over ``layers`` propagations (LightGCN)."""
     out = [ego]
     for _ in range(int(layers)):
-        ego = torch.sparse.mm(adj, ego)
+        ego = spmm(adj, ego)
         out.append(ego)
     return torch.stack(out, dim=0).mean(dim=0)
 

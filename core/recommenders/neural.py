@@ -31,6 +31,7 @@ for all of them:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Mapping
@@ -114,13 +115,46 @@ def normalized_adjacency(train_csr: sp.csr_matrix) -> sp.csr_matrix:
     return out
 
 
-def torch_sparse(torch, m: sp.spmatrix, device: str):
-    """A scipy sparse matrix as a torch sparse COO tensor (float32) on ``device``."""
-    coo = m.tocoo()
-    idx = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
-    val = torch.from_numpy(coo.data.astype(np.float32))
-    return torch.sparse_coo_tensor(idx, val, coo.shape, device=device,
-                                   check_invariants=True).coalesce()
+def torch_sparse(torch, m: sp.spmatrix, device: str) -> tuple:
+    """A scipy sparse matrix as an operator for ``spmm``: ``(A, Aᵀ)`` as torch CSR tensors
+    (float32) on ``device`` (one tensor twice when ``A`` is symmetric)."""
+
+    def csr(x: sp.spmatrix):
+        x = sp.csr_matrix(x, dtype=np.float32)
+        x.sort_indices()
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(x.indptr.astype(np.int64)),
+            torch.from_numpy(x.indices.astype(np.int64)),
+            torch.from_numpy(x.data), size=x.shape, device=device)
+
+    m = sp.csr_matrix(m, dtype=np.float32)
+    a = csr(m)
+    symmetric = m.shape[0] == m.shape[1] and (m != m.T).nnz == 0
+    return (a, a if symmetric else csr(m.T))
+
+
+def spmm(op: tuple, x):
+    """``A @ x`` for an operator of ``torch_sparse``, differentiable in ``x`` (the gradient is
+    ``Aᵀ @ grad``, with the stored transpose: torch's own backward of a sparse product converts
+    the matrix at every step and is tens of times slower on CPU)."""
+    return _spmm_function().apply(op[0], op[1], x)
+
+
+@functools.cache
+def _spmm_function():
+    import torch
+
+    class SpMM(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, at, x):
+            ctx.at = at
+            return torch.sparse.mm(a, x)
+
+        @staticmethod
+        def backward(ctx, grad):
+            return None, None, torch.sparse.mm(ctx.at, grad)
+
+    return SpMM
 
 
 def _device() -> str:

@@ -46,6 +46,19 @@ def test_lightgcn_propagation_is_the_mean_of_powers():
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_spmm_value_and_gradient_match_the_dense_product():
+    from core.recommenders.neural import spmm, torch_sparse
+
+    m = sp.random(7, 5, density=0.4, random_state=2, format="csr", dtype=np.float32)
+    x = torch.randn(5, 3, dtype=torch.float32, requires_grad=True)
+    w = torch.randn(7, 3)
+    (spmm(torch_sparse(torch, m, "cpu"), x) * w).sum().backward()
+    dense = torch.from_numpy(m.toarray())
+    x2 = x.detach().clone().requires_grad_(True)
+    ((dense @ x2) * w).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), x2.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_knn_graph_keeps_k_neighbours_and_normalises_symmetrically():
     feats = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [0.0, 0.0]], np.float32)
     g = knn_graph(feats, k=2).toarray()

@@ -154,24 +154,30 @@ def format_table(
                                   if k != "tuning" and k in _searched(p["tuning"], p))
               for t, p in result.params.items() if isinstance(p, dict) and "tuning" in p]
     picked += [f"{t} {_blend_choice(p)}" for t, p in result.params.items()
-               if isinstance(p, dict) and isinstance(p.get("best_blend"), dict)]
+               if isinstance(p, dict) and isinstance(p.get("best_single"), dict)]
     if picked:
         lines.append("picked on validation: " + "; ".join(picked))
     return "\n".join(lines)
 
 
 def _blend_choice(params: dict[str, Any]) -> str:
-    """A hybrid's validation choice: content technique, weight, gain and its standard error."""
+    """A hybrid's validation choice: a blend (content technique, weight, gain over the better single
+    part and its standard error) or a single part, and why."""
     from core.evaluation.bootstrap import format_number
 
-    best = params["best_blend"]
+    weight = float(params.get("weight") or 0.0)
+    single = params["best_single"]
+    best = params.get("best_blend")
+    if not isinstance(best, dict):
+        return (f"{single['part']} alone (validation nDCG@10 {format_number(single['ndcg@10'])}; "
+                "no blend did better)")
     gain, se = float(best.get("gain", float("nan"))), float(best.get("standard_error", "nan"))
-    figures = (f"validation nDCG@10 gain {format_number(gain, signed=True)}, "
-               f"standard error {format_number(se)}")
-    if float(params.get("weight") or 0.0) > 0:
+    figures = (f"validation nDCG@10 gain {format_number(gain, signed=True)} over "
+               f"{best.get('over')} alone, standard error {format_number(se)}")
+    if 0.0 < weight < 1.0:
         return f"content={params.get('content')}, weight={params.get('weight')} ({figures})"
-    return (f"ALS alone (best blend content={best.get('content')}, weight={best.get('weight')}: "
-            f"{figures}, not above one standard error)")
+    return (f"{single['part']} alone (best blend content={best.get('content')}, "
+            f"weight={best.get('weight')}: {figures}, not above one standard error)")
 
 
 def _searched(tuning: Any, params: dict[str, Any]) -> set[str]:

@@ -1,23 +1,28 @@
-"""``hybrid``: ALS blended with a content technique (the study's future work: "an ensemble of
-multimodality and interactions").
+"""``hybrid``: a collaborative row blended with a content row (the study's future work: "an
+ensemble of multimodality and interactions").
 
-    score(u, i) = (1 - w) * z_u(ALS(u, i)) + w * z_u(content(u, i))
+    score(u, i) = (1 - w) * z_u(cf(u, i)) + w * z_u(content(u, i))
 
-where ``z_u`` standardises a user's scores over all items (mean 0, std 1). The weight ``w`` and the
-content technique are picked on the validation part: nDCG@10 of every pair in ``weights`` x
-``contents`` (content techniques that cannot run with the run's encoders are skipped and listed in
-``params["skipped_contents"]``). ``w = 0`` (ALS alone) is always in the grid. A blend replaces
-ALS alone only if its validation gain exceeds one standard error of the per-user paired gain (the
-one-standard-error rule): smaller gains are indistinguishable from the noise of which users happen
-to be in the validation part, and picking them would tune on noise. So on validation the hybrid is
-never worse than ALS, and with ``w = 0`` its scores are exactly ALS's.
+where ``z_u`` standardises a user's scores over all items (mean 0, std 1). ``cf`` is any
+registered technique (default ``als``; e.g. ``bpr``, ``lightgcn``, ``freedom``), tuned as it is
+alone; the content part is one of ``contents`` (techniques that cannot run with the run's encoders
+are skipped and listed in ``params["skipped_contents"]``). The weight covers the whole range,
+``weights`` = 0, 0.1, …, 1: ``w = 0`` is the collaborative part alone and ``w = 1`` a content part
+alone (their scores are used as they are, so they rank exactly as the parts).
+
+On the validation part (nDCG@10 per user) the reference is the **better single part**: the
+collaborative part alone or the best content part alone. A blend (0 < w < 1) replaces it only if
+its mean per-user gain over that part exceeds one standard error of the gain (the one-standard-error
+rule: smaller gains are indistinguishable from which users happen to be in the validation part). So
+on validation the hybrid is never below the better of its parts.
 Without tuning (``--no-tune`` or no validation part) the first available content technique is
 blended at ``DEFAULT_WEIGHT``.
 
-What the hybrid did is part of its row: ``params["row_label"]`` (the experiment's row label) is
-``Hybrid ALS + text (w=0.3)`` for a blend and ``Hybrid: ALS alone (no content blend: REASON)``
-otherwise, ``params["no_blend_reason"]`` holds the full reason (e.g. every content technique's
-reason for not running), and the same sentence goes to the run's progress (a ``note`` event).
+What the hybrid did is part of its row: ``params["row_label"]`` (the experiment's row label) reads
+``Hybrid ALS + text (w=0.3)`` for a blend, ``Hybrid: text alone (REASON)`` or ``Hybrid: ALS alone
+(REASON)`` for a single part; ``params["no_blend_reason"]`` holds the full reason (e.g. every
+content technique's reason for not running), and the same sentence goes to the run's progress (a
+``note`` event).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from core.errors import EncoderUnavailable, TechniqueUnavailable
 from core.recommenders import register
 from core.recommenders.base import MAX_VALID_USERS, FitContext, Recommender
 
-DEFAULT_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5)
+DEFAULT_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))  # 0, 0.1, ..., 1
 DEFAULT_CONTENTS = (
     "text", "image", "clip-t1", "clip-t2", "clip-t3", "clip-t4", "clip-t5", "multiview",
 )
@@ -47,25 +52,28 @@ def zscore_rows(scores: np.ndarray) -> np.ndarray:
 
 @register
 class HybridRecommender(Recommender):
-    """ALS blended with the content technique and weight that do best on validation.
+    """A collaborative row blended with the content row and weight in [0, 1] that do best on
+    validation, never below the better of its parts there.
 
-    Params: ``cf`` (default ``"als"``) and ``cf_fixed`` (its fixed hyperparameters; the others are
-    tuned as ``cf`` alone would be), ``weights``, ``contents`` (grids), or ``weight`` and
-    ``content`` to fix the blend without tuning; ``max_valid_users`` (default 5000, seeded sample).
+    Params: ``cf`` (any technique name, default ``"als"``) and ``cf_fixed`` (its fixed
+    hyperparameters; the others are tuned as ``cf`` alone would be), ``weights``, ``contents``
+    (grids), or ``weight`` and ``content`` to fix the blend without tuning; ``max_valid_users``
+    (default 5000, seeded sample).
     """
 
     name = "hybrid"
     label = "Hybrid ALS + content"
     needs = frozenset()
     uses = frozenset({"text", "image", "clip"})  # whichever content part validation picks
-    fallback = "the ALS fallback blended with the content technique's (item popularity)"
-    revision = 2  # 2: multiview, one of the content parts it may pick, was revised
+    fallback = "the collaborative part's fallback blended with the content technique's"
+    revision = 3  # 3: weights over [0, 1], any collaborative part, the better part as reference
 
     def fit(self, ctx: FitContext) -> HybridRecommender:
-        from core.recommenders import create_recommender
+        from core.recommenders import create_recommender, get_technique
 
         self._remember(ctx)
         cf_name = self.params.setdefault("cf", "als")
+        self.cf_label = get_technique(cf_name).label or cf_name
         self.cf = create_recommender(cf_name, **dict(self.params.get("cf_fixed") or {})).fit(ctx)
         self.params["cf_params"] = _plain(self.cf.params)
         fixed = self.params.get("content"), self.params.get("weight")
@@ -73,6 +81,8 @@ class HybridRecommender(Recommender):
         self.contents: dict[str, Recommender] = {}
         skipped: dict[str, str] = {}
         for name in names:
+            if name == cf_name:
+                continue
             try:
                 self.contents[name] = create_recommender(name).fit(ctx)
             except (TechniqueUnavailable, EncoderUnavailable) as exc:
@@ -85,41 +95,62 @@ class HybridRecommender(Recommender):
             self.content_name, self.weight = fixed[0], float(fixed[1])
         else:
             self.content_name, self.weight = self._tune(ctx)
-        self.params.update(content=self.content_name, weight=self.weight)
+        if not 0.0 <= self.weight <= 1.0:
+            raise TechniqueUnavailable(f"hybrid: weight={self.weight:g} is outside [0, 1]")
+        self.params.update(content=self.content_name if self.weight > 0 else None,
+                           weight=self.weight)
         self.content = self.contents.get(self.content_name) if self.weight > 0 else None
         self._describe(ctx, skipped, weight_fixed=fixed[0] is not None and fixed[1] is not None)
         return self
 
     def _describe(self, ctx: FitContext, skipped: dict[str, str], weight_fixed: bool) -> None:
-        """Record the row label and, without a blend, why (also logged to the console)."""
-        if self.content is not None:
-            self.params["row_label"] = f"Hybrid ALS + {self.content_name} (w={self.weight:g})"
-            ctx.log(f"blending ALS with {self.content_name} at w={self.weight:g}")
-            return
+        """Record the row label and, for a single part, why (also logged to the console)."""
+        cf = self.cf_label
         best = self.params.get("best_blend")
-        if not self.contents:
+        if self.content is not None and self.weight < 1.0:
+            self.params["row_label"] = f"Hybrid {cf} + {self.content_name} (w={self.weight:g})"
+            ctx.log(f"blending {cf} with {self.content_name} at w={self.weight:g}")
+            return
+        if self.content is not None:  # w = 1: the content part alone
+            part = self.content_name
+            short = detail = f"it beat {cf} alone and every blend on validation"
+            if isinstance(best, dict):
+                short = "best blend within one standard error on validation"
+                detail = self._blend_detail(best, part)
+        elif not self.contents:
+            part = cf
             short = "no content technique could run"
             detail = short + ": " + "; ".join(f"{n}: {r}" for n, r in skipped.items())
         elif weight_fixed:
+            part = cf
             short = detail = "the weight was fixed at 0"
         elif isinstance(best, dict):
+            part = cf
             short = "best blend within one standard error on validation"
-            detail = (f"the best blend ({best['content']}, w={best['weight']:g}) gained "
-                      f"{best['gain']:+.6f} nDCG@10 on validation, not above one standard error "
-                      f"({best['standard_error']:.6f})")
+            detail = self._blend_detail(best, part)
         elif "validation_ndcg@10" in self.params:
-            short = detail = "no blend beat ALS alone on validation"
+            part = cf
+            short = detail = f"no blend and no content part beat {cf} alone on validation"
         else:
+            part = cf
             short = detail = "no validation user to pick a blend on"
-        self.params["row_label"] = f"Hybrid: ALS alone (no content blend: {short})"
+        blend = "no content blend" if part == cf else "no blend"
+        self.params["row_label"] = f"Hybrid: {part} alone ({blend}: {short})"
         self.params["no_blend_reason"] = detail
-        ctx.log(f"ALS alone, no content blend: {detail}")
+        ctx.log(f"{part} alone, {blend}: {detail}")
+
+    @staticmethod
+    def _blend_detail(best: dict[str, Any], part: str) -> str:
+        return (f"the best blend ({best['content']}, w={best['weight']:g}) gained "
+                f"{best['gain']:+.6f} nDCG@10 on validation over {part} alone, not above one "
+                f"standard error ({best['standard_error']:.6f})")
 
     def _tune(self, ctx: FitContext) -> tuple[str | None, float]:
-        """Pick (content, w) maximising validation nDCG@10 (``ctx.validator``, per user); ALS alone
-        (w = 0) is kept unless the best blend's mean per-user gain exceeds one standard error of
-        that gain."""
-        weights = sorted({float(w) for w in self.params.get("weights", DEFAULT_WEIGHTS)} | {0.0})
+        """Pick (content, w) on validation nDCG@10 (``ctx.validator``, per user): the better single
+        part (cf alone, w = 0, or a content part alone, w = 1) unless the best blend's mean
+        per-user gain over it exceeds one standard error of that gain."""
+        weights = sorted({float(w) for w in self.params.get("weights", DEFAULT_WEIGHTS)}
+                         | {0.0, 1.0})
         if not self.contents:
             return None, 0.0
         validator = ctx.tuning()
@@ -129,42 +160,57 @@ class HybridRecommender(Recommender):
         users = validator.users(int(self.params.get("max_valid_users", MAX_VALID_USERS)))
         if len(users) == 0:
             return None, 0.0
-        z_cf = zscore_rows(self.cf.score(users))
-        base = validator.per_user(self.cf.score(users), users)
-        best = (float(base.mean()), None, 0.0, base)
-        table: dict[str, dict[str, float]] = {"als_only": {"0.0": round(best[0], 6)}}
+        cf_scores = self.cf.score(users)
+        z_cf = zscore_rows(cf_scores)
+        cf_key = f"{self.params['cf']}_only"
+        single = {None: validator.per_user(cf_scores, users)}  # part -> per-user nDCG@10
+        table: dict[str, dict[str, float]] = {cf_key: {"0.0": round(float(single[None].mean()),
+                                                                    6)}}
+        blend: tuple[float, str | None, float, np.ndarray | None] = (-1.0, None, 0.0, None)
         for name, rec in self.contents.items():
-            z_c = zscore_rows(rec.score(users))
+            c_scores = rec.score(users)
+            z_c = zscore_rows(c_scores)
             table[name] = {}
             for w in weights:
                 if w == 0.0:
                     continue
-                per_user = validator.per_user((1.0 - w) * z_cf + w * z_c, users)
+                scores = c_scores if w == 1.0 else (1.0 - w) * z_cf + w * z_c
+                per_user = validator.per_user(scores, users)
                 value = float(per_user.mean())
                 table[name][str(w)] = round(value, 6)
-                if value > best[0] + 1e-12:
-                    best = (value, name, w, per_user)
+                if w == 1.0:
+                    single[name] = per_user
+                elif value > blend[0] + 1e-12:
+                    blend = (value, name, w, per_user)
         self.params["validation_ndcg@10"] = table
         self.params["validation_users"] = int(len(users))
-        if best[1] is None:
-            return None, 0.0
-        gain = best[3] - base
+        best_part = max(single, key=lambda k: (float(single[k].mean()), k is None))
+        ref = single[best_part]
+        self.params["best_single"] = {
+            "part": best_part or self.params["cf"], "weight": 0.0 if best_part is None else 1.0,
+            "ndcg@10": round(float(ref.mean()), 6)}
+        chosen = (best_part, 0.0 if best_part is None else 1.0)
+        if blend[1] is None or blend[0] <= float(ref.mean()):
+            return chosen
+        gain = blend[3] - ref
         se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else float("inf")
         self.params["best_blend"] = {
-            "content": best[1], "weight": best[2], "gain": round(float(gain.mean()), 6),
-            "standard_error": round(se, 6),
+            "content": blend[1], "weight": blend[2], "gain": round(float(gain.mean()), 6),
+            "standard_error": round(se, 6), "over": best_part or self.params["cf"],
         }
         if float(gain.mean()) <= se:
-            return None, 0.0  # within noise of ALS alone: keep the simpler model
-        return best[1], best[2]
+            return chosen  # within noise of the better part: keep the simpler model
+        return blend[1], blend[2]
 
     def score(self, user_idx: np.ndarray) -> np.ndarray:
         users = np.atleast_1d(np.asarray(user_idx, dtype=np.int64))
-        cf = np.asarray(self.cf.score(users), dtype=np.float32)
         if self.content is None or self.weight <= 0:
-            return cf
+            return np.asarray(self.cf.score(users), dtype=np.float32)
+        if self.weight >= 1.0:
+            return np.asarray(self.content.score(users), dtype=np.float32)
         w = self.weight
-        return (1.0 - w) * zscore_rows(cf) + w * zscore_rows(self.content.score(users))
+        return ((1.0 - w) * zscore_rows(self.cf.score(users))
+                + w * zscore_rows(self.content.score(users))).astype(np.float32)
 
 
 def _plain(params: dict[str, Any]) -> dict[str, Any]:

@@ -86,9 +86,12 @@ def test_picked_on_validation_shows_the_hybrid_choice(ds, tmp_path, monkeypatch)
     params = results[0].params["hybrid"]
     best = params["best_blend"]
     picked = next(line for line in text.splitlines() if line.startswith("picked on validation:"))
-    figures = (f"validation nDCG@10 gain {format_number(best['gain'], signed=True)}, "
-               f"standard error {format_number(best['standard_error'])}")
-    assert params["weight"] > 0  # on this data the text blend passes the one-SE rule
-    assert f"hybrid content=text, weight={params['weight']} ({figures})" in picked
-    assert any(line.startswith(f"Hybrid ALS + text (w={params['weight']:g})")
-               for line in text.splitlines())
+    figures = (f"validation nDCG@10 gain {format_number(best['gain'], signed=True)} over text "
+               "alone, standard error " + format_number(best['standard_error']))
+    # on this data text alone beats ALS alone on validation, and the best blend (over text alone)
+    # stays within one standard error: the hybrid is text alone, and says so
+    assert params["weight"] == 1.0 and params["best_single"]["part"] == "text"
+    assert (f"hybrid text alone (best blend content={best['content']}, weight={best['weight']}: "
+            f"{figures}, not above one standard error)") in picked
+    assert any(line.startswith("Hybrid: text alone (no blend: best blend within one standard "
+                               "error on validation)") for line in text.splitlines())

@@ -30,9 +30,46 @@ import scipy.sparse as sp
 METRICS = ("map", "ndcg", "recall", "precision", "hit_rate", "mrr", "coverage", "novelty")
 #: Metrics that have a per-user value (coverage is a property of the whole run).
 PER_USER_METRICS = tuple(m for m in METRICS if m != "coverage")
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How a metric reads: ``label`` in table columns (``nDCG@10``), its full ``name`` and a
+    one-line ``definition`` in words (the formulas are in the module docstring and
+    docs/protocol.md)."""
+
+    label: str
+    name: str
+    definition: str
+
+
+#: Every metric's label, full name and one-line definition: the one home the app's pickers,
+#: tooltips and the CLI's column titles read.
+METRIC_INFO: dict[str, MetricInfo] = {
+    "map": MetricInfo("MAP", "mean average precision",
+                      "precision at each hit in the top k, summed and divided by "
+                      "min(held-out items, k), averaged over users"),
+    "ndcg": MetricInfo("nDCG", "normalised discounted cumulative gain",
+                       "hits weighted by 1 / log2(rank + 1), divided by the best score the "
+                       "user's held-out items allow (1 = all at the top)"),
+    "recall": MetricInfo("Recall", "recall",
+                         "share of the user's held-out items that are in the top k"),
+    "precision": MetricInfo("Prec", "precision",
+                            "share of the top k that are held-out items (hits / k)"),
+    "hit_rate": MetricInfo("HR", "hit rate",
+                           "share of users with at least one held-out item in the top k"),
+    "mrr": MetricInfo("MRR", "mean reciprocal rank",
+                      "1 / rank of the first held-out item in the top k (0 if none), "
+                      "averaged over users"),
+    "coverage": MetricInfo("Cov", "catalogue coverage",
+                           "distinct items in all users' top-k lists / number of items "
+                           "(one value per run, no per-user value)"),
+    "novelty": MetricInfo("Nov", "novelty",
+                          "mean self-information -log2(p) of the top-k items, p = share of "
+                          "train users who had the item: higher = less popular picks"),
+}
 #: Short labels for tables.
-METRIC_LABELS = {"map": "MAP", "ndcg": "nDCG", "recall": "Recall", "precision": "Prec",
-                 "hit_rate": "HR", "mrr": "MRR", "coverage": "Cov", "novelty": "Nov"}
+METRIC_LABELS = {m: info.label for m, info in METRIC_INFO.items()}
 
 
 @dataclass

@@ -5,10 +5,12 @@ One module per job:
 
 * ``data``     ``load`` a dataset into ``LabData`` (with covers and categories), ``describe`` it,
                ``split_of``, the ``fit_context`` / embedding ``provider`` the others build on.
-* ``choices``  encoder specs per role, techniques with availability, split kinds (the pickers).
+* ``choices``  encoder specs per role, techniques with availability, split kinds (the pickers),
+               ``technique_colours`` (one colour per technique on every page and chart).
 * ``runs``     ``run_comparison`` -> ``Comparison`` (stored runs from the ``RunStore``; missing ones
                computed once however many sessions ask, as the CLI does), the metric table,
-               metric-vs-k rows and paired bootstrap CIs of the Compare page.
+               metric-vs-k rows and paired bootstrap CIs of the Compare page, and
+               ``estimate_runs`` (how long computing the missing runs should take).
 * ``inspect``  one user: worst users, where A beats B, ``user_view`` with "because you liked …".
 * ``search``   free-text search over photos or item texts.
 * ``maps``     the embedding map (cached UMAP) with a user's overlay.
@@ -30,9 +32,11 @@ from core.lab.choices import (
     encoder_role,
     split_kinds,
     technique_choices,
+    technique_colours,
 )
 from core.lab.data import LabData, describe, fit_context, load, provider, split_of
 from core.lab.inspect import (
+    SCORE_NOTE,
     UserView,
     beats,
     closest_history,
@@ -48,6 +52,9 @@ from core.lab.maps import EmbeddingMap, embedding_map, map_choices
 from core.lab.runs import (
     KS,
     Comparison,
+    RunEstimate,
+    estimate_runs,
+    metric_column,
     metric_long,
     metric_table,
     paired_ci,
@@ -66,4 +73,5 @@ __all__ = [
     "paired_ci", "provider", "run_comparison", "run_keys", "search", "split_kinds", "split_of",
     "stored_techniques", "technique_choices", "user_ids", "user_metric", "user_view",
     "worst_users",
+    "SCORE_NOTE", "RunEstimate", "estimate_runs", "metric_column", "technique_colours",
 ]

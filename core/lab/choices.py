@@ -1,5 +1,6 @@
 """What the sidebar and pickers offer: encoder specs per role (defaults first), techniques
-with their availability given the chosen encoders, and the split kinds.
+with their availability given the chosen encoders, the split kinds, and the one colour each
+technique has on every chart and page (``technique_colours``).
 
 The CLIP role's default is a real CLIP whose weights are on this machine
 (``core.encoders.clip_weights_here``), else ``DEFAULT_ALIGN``: the packaged text and image
@@ -9,6 +10,8 @@ space that works offline. ``clip:ViT-B-32/untrained`` stays offered, labelled as
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +146,39 @@ def split_kinds() -> list[str]:
     from core.evaluation.splits import SPLIT_KINDS
 
     return list(SPLIT_KINDS)
+
+
+#: Twenty colours far apart on a white background (each pair at least 36 apart in CIELAB,
+#: ΔE*ab; picked greedily from plotly's Dark24 and Alphabet, Kelly's colours, D3, Set1, Dark2,
+#: Bold and Vivid): colour ``i`` goes to the ``i``-th registered technique (``list_techniques``
+#: order: random and popular are the near-neutral ones), the last ones to other labels.
+PALETTE: tuple[str, ...] = (
+    "#778AAE", "#222A2A", "#3283FE", "#17BECF", "#F38400", "#1CA71C", "#BE0032", "#782AB6",
+    "#FE00FA", "#6C4516", "#BCBD22", "#E377C2", "#511CFB", "#0D2A63", "#1C8356", "#620042",
+    "#FA0087", "#FB0D0D", "#C2B280", "#F99379",
+)
+
+
+def technique_colours(labels: Iterable[str]) -> dict[str, str]:
+    """One colour per technique label (``PALETTE`` hex strings), the same on every page and
+    chart: a registered technique's name always gets its own colour; any other label (a CLI row
+    such as ``vbpr:ablate=text``) gets one picked from its name's hash among the colours the
+    given labels leave free, so up to ``len(PALETTE)`` labels are always told apart (beyond
+    that, colours repeat)."""
+    from core.recommenders import list_techniques
+
+    labels = list(dict.fromkeys(str(label) for label in labels))
+    fixed = {row["name"]: PALETTE[i % len(PALETTE)]
+             for i, row in enumerate(list_techniques())}
+    out = {label: fixed[label] for label in labels if label in fixed}
+    used, registered = set(out.values()), set(fixed.values())
+    for label in labels:
+        if label in out:
+            continue
+        start = int(hashlib.sha1(label.encode()).hexdigest(), 16) % len(PALETTE)
+        order = PALETTE[start:] + PALETTE[:start]
+        free = [c for c in order if c not in used and c not in registered] or \
+            [c for c in order if c not in used] or list(order)
+        out[label] = free[0]
+        used.add(free[0])
+    return out

@@ -15,7 +15,7 @@ import pandas as pd
 
 from core.errors import LabError
 from core.lab.data import LabData, items_frame, snippet
-from core.lab.runs import Comparison
+from core.lab.runs import Comparison, metric_column
 
 
 def user_metric(cmp: Comparison, technique: str, metric: str, k: int) -> pd.Series:
@@ -25,30 +25,47 @@ def user_metric(cmp: Comparison, technique: str, metric: str, k: int) -> pd.Seri
 
 
 def worst_users(cmp: Comparison, technique: str, metric: str, k: int, n: int = 20,
-                data: LabData | None = None, split: Any = None) -> pd.DataFrame:
+                data: LabData | None = None, split: Any = None, *,
+                named: bool = False) -> pd.DataFrame:
     """The ``n`` users with the lowest ``metric@k`` for ``technique`` (ties: more held-out items
     first, then the longer train history — the most surprising misses). Columns user_id, value,
-    held_out, train."""
+    held_out, train; with ``named``, ``value`` is titled after the metric (``"nDCG@10"``)."""
     values = user_metric(cmp, technique, metric, k)
     frame = pd.DataFrame({"user_id": values.index.astype(str), "value": values.to_numpy()})
     frame = _with_user_counts(frame, cmp, data, split)
     frame = frame.sort_values(["value", "held_out", "train", "user_id"],
                               ascending=[True, False, False, True])
-    return frame.head(n).reset_index(drop=True)
+    frame = frame.head(n).reset_index(drop=True)
+    return frame.rename(columns={"value": metric_column(metric, k)}) if named else frame
 
 
 def beats(cmp: Comparison, a: str, b: str, metric: str, k: int, n: int = 20,
-          data: LabData | None = None, split: Any = None) -> pd.DataFrame:
+          data: LabData | None = None, split: Any = None, *, wins_only: bool = False,
+          named: bool = False) -> pd.DataFrame:
     """The ``n`` users where ``a`` beats ``b`` most on ``metric@k``. Columns user_id, value (the
-    difference), <a>, <b>, held_out, train."""
+    margin ``a - b``), <a>, <b>, held_out, train; ties: user id.
+
+    With ``wins_only``, only users where ``a`` scores higher, and equal margins go to users with
+    more held-out items, then the longer train history (a win on one held-out item is often a
+    single lucky hit; one on several says more). With ``named``, the columns are titled after the
+    metric: ``"Δ nDCG@10 (a − b)"``, ``"a nDCG@10"``, ``"b nDCG@10"``."""
     va, vb = user_metric(cmp, a, metric, k), user_metric(cmp, b, metric, k)
     both = pd.concat([va.rename(a), vb.rename(b)], axis=1, join="inner")
     frame = pd.DataFrame({"user_id": both.index.astype(str),
                           "value": (both[a] - both[b]).to_numpy(),
                           a: both[a].to_numpy(), b: both[b].to_numpy()})
     frame = _with_user_counts(frame, cmp, data, split)
-    frame = frame.sort_values(["value", "user_id"], ascending=[False, True])
-    return frame.head(n).reset_index(drop=True)
+    if wins_only:
+        frame = frame[frame["value"] > 0].sort_values(
+            ["value", "held_out", "train", "user_id"], ascending=[False, False, False, True])
+    else:
+        frame = frame.sort_values(["value", "user_id"], ascending=[False, True])
+    frame = frame.head(n).reset_index(drop=True)
+    if not named:
+        return frame
+    col = metric_column(metric, k)
+    return frame.rename(columns={"value": f"Δ {col} ({a} − {b})", a: f"{a} {col}",
+                                 b: f"{b} {col}"})
 
 
 def _with_user_counts(frame: pd.DataFrame, cmp: Comparison, data: LabData | None,
@@ -73,9 +90,14 @@ def user_ids(cmp: Comparison) -> list[str]:
 class UserView:
     """Everything the Inspect page shows for one user (raw ids, display-ready frames).
 
-    ``history``: item_id, name, category, rating, date, review, photo. ``held_out``: item_id, name,
-    category, photo, rating. ``recs[technique]``: rank, item_id, name, category, score, hit, photo,
-    because, because_photo, because_sim. ``metrics``: technique × metric@k per-user values.
+    ``history``: item_id, name, category, city, photo, rating, date, review. ``held_out``:
+    item_id, name, category, city, photo, rating, relevant. ``recs[technique]``: rank, item_id,
+    name, category, city, photo, score (the technique's raw score), score_scaled, hit, because,
+    because_photo, because_sim. ``city`` is ``""`` when the data has none. ``metrics``:
+    technique × metric@k per-user values at ``k``, the cards' cut-off.
+
+    ``score_scaled`` puts scores of different techniques on one scale: the raw score min-max
+    scaled over the technique's stored list for this user (``SCORE_NOTE``).
     """
 
     user_id: str
@@ -84,6 +106,34 @@ class UserView:
     recs: dict[str, pd.DataFrame]
     metrics: pd.DataFrame
     evaluated: bool
+    k: int = 10
+
+
+#: What the cards' comparable score is (the page's caption says it).
+SCORE_NOTE = ("score: the technique's raw score scaled to [0, 1] over its stored list for this "
+              "user (the top 50: 1 = its first pick, 0 = its last), so techniques with different "
+              "score ranges compare; the raw score is in the card's tooltip")
+
+
+def _with_city(frame: pd.DataFrame, data: LabData, idx: np.ndarray) -> pd.DataFrame:
+    """``frame`` (rows of the items ``idx``) with a ``city`` column after ``category``, to tell
+    apart items of the same name (``""`` when the data has no city)."""
+    items = data.ds.items
+    city = (items["city"].fillna("").astype(str).to_numpy()[np.asarray(idx, dtype=np.int64)]
+            if "city" in items.columns else np.full(len(frame), "", dtype=object))
+    frame.insert(frame.columns.get_loc("category") + 1, "city", city)
+    return frame
+
+
+def _scaled(scores: np.ndarray) -> np.ndarray:
+    """Min-max scaling of the finite scores to [0, 1] (all 1 when they are equal; others NaN)."""
+    s = np.asarray(scores, dtype=np.float64)
+    finite = np.isfinite(s)
+    out = np.full(s.shape, np.nan)
+    if finite.any():
+        lo, hi = s[finite].min(), s[finite].max()
+        out[finite] = 1.0 if hi <= lo else (s[finite] - lo) / (hi - lo)
+    return out
 
 
 def user_view(
@@ -95,9 +145,11 @@ def user_view(
     n: int = 10,
     explainers: dict[str, Any] | None = None,
     metrics: Sequence[str] = ("ndcg", "map", "recall", "hit_rate"),
-    k: int = 10,
+    k: int | None = None,
 ) -> UserView:
-    """The user's train history, held-out items and each technique's stored top-``n``.
+    """The user's train history, held-out items and each technique's stored top-``n``, with the
+    per-user ``metrics`` at ``k`` (default ``n``: one cut-off for the cards and the numbers; a
+    run stores per-user values at ``KS``).
 
     Args:
         explainers: technique -> fitted content recommender (with ``item_vecs``) to say which
@@ -105,12 +157,12 @@ def user_view(
     Raises:
         LabError: unknown user id.
     """
-    from core.evaluation.metrics import METRIC_LABELS
-
+    k = int(n if k is None else k)
     ds = data.ds
     u = ds.user_index(user_id)
     train = split.train[split.train["user"] == u].sort_values("timestamp")
-    history = items_frame(data, train["item"].to_numpy())
+    history = _with_city(items_frame(data, train["item"].to_numpy()), data,
+                         train["item"].to_numpy())
     history["rating"] = train["rating"].to_numpy()
     history["date"] = pd.to_datetime(train["timestamp"].to_numpy(), unit="s").date
     history["review"] = [snippet(t) for t in train["text"]]
@@ -118,7 +170,7 @@ def user_view(
     relevant = set(truth["item_id"].astype(str))
     test = split.test[split.test["user"] == u]
     held_items = test["item"].to_numpy()
-    held = items_frame(data, held_items)
+    held = _with_city(items_frame(data, held_items), data, held_items)
     held["rating"] = test["rating"].to_numpy()
     held["relevant"] = held["item_id"].isin(relevant)
     recs: dict[str, pd.DataFrame] = {}
@@ -126,11 +178,14 @@ def user_view(
     user_recs = cmp.recs_rows(user_id=str(user_id))
     user_rows = cmp.per_user_rows(user_id=str(user_id), k=int(k))
     for technique in techniques:
-        r = user_recs[user_recs["technique"] == technique].sort_values("rank").head(n)
+        stored = user_recs[user_recs["technique"] == technique].sort_values("rank")
+        scaled = _scaled(stored["score"].to_numpy())[: int(n)]
+        r = stored.head(n)
         idx = np.asarray([ds.item_index(i) for i in r["item_id"].astype(str)], dtype=np.int64)
-        frame = items_frame(data, idx)
+        frame = _with_city(items_frame(data, idx), data, idx)
         frame.insert(0, "rank", r["rank"].to_numpy())
         frame["score"] = r["score"].to_numpy()
+        frame["score_scaled"] = scaled
         frame["hit"] = frame["item_id"].isin(relevant)
         model = (explainers or {}).get(technique)
         frame["because"], frame["because_photo"], frame["because_sim"] = None, None, np.nan
@@ -146,11 +201,13 @@ def user_view(
                         & user_rows["metric"].isin(list(metrics))]
         row = {"technique": technique}
         for rec in sel.itertuples():
-            row[f"{METRIC_LABELS.get(rec.metric, rec.metric)}@{k}"] = rec.value
+            row[metric_column(rec.metric, k)] = rec.value
         rows.append(row)
+    table = pd.DataFrame(rows).set_index("technique") if rows else pd.DataFrame()
+    table = table[[c for c in (metric_column(m, k) for m in metrics) if c in table.columns]]
     return UserView(user_id=str(user_id), history=history, held_out=held, recs=recs,
-                    metrics=pd.DataFrame(rows).set_index("technique") if rows else pd.DataFrame(),
-                    evaluated=bool(relevant))
+                    metrics=table,
+                    evaluated=bool(relevant), k=k)
 
 
 def closest_history(item_vecs: np.ndarray, rec_idx: np.ndarray,

@@ -174,11 +174,16 @@ def run_comparison(
     )
 
 
+def metric_column(metric: str, k: int) -> str:
+    """How ``metric@k`` is titled in tables, charts and lists: ``"nDCG@10"``."""
+    from core.evaluation.metrics import METRIC_LABELS
+
+    return f"{METRIC_LABELS.get(metric, metric)}@{int(k)}"
+
+
 def metric_table(cmp: Comparison, metrics: Sequence[str], ks: Sequence[int]) -> pd.DataFrame:
     """Wide table: one row per technique (requested order), columns ``"<Label>@k"``, plus
     ``n_users``. Columns absent from the runs are left out."""
-    from core.evaluation.metrics import METRIC_LABELS
-
     m = cmp.metrics
     m = m[m["metric"].isin(list(metrics)) & m["k"].isin([int(k) for k in ks])]
     if m.empty:
@@ -187,7 +192,7 @@ def metric_table(cmp: Comparison, metrics: Sequence[str], ks: Sequence[int]) -> 
                          aggfunc="first")
     order = [(mt, int(k)) for mt in metrics for k in ks if (mt, int(k)) in wide.columns]
     wide = wide[order]
-    wide.columns = [f"{METRIC_LABELS.get(mt, mt)}@{k}" for mt, k in order]
+    wide.columns = [metric_column(mt, k) for mt, k in order]
     wide = wide.reindex([t for t in cmp.available if t in wide.index])
     users = m.groupby("technique")["n_users"].max()
     wide["users"] = users.reindex(wide.index).astype("Int64")
@@ -220,3 +225,118 @@ def paired_ci(cmp: Comparison, baseline: str, metric: str, k: int, n_boot: int =
     out["significant"] = (out["low"] > 0) | (out["high"] < 0)
     return out[columns].reset_index(drop=True)
 
+
+
+# --- how long computing runs takes --------------------------------------------------------------
+#: Rough fit + evaluation seconds per 10,000 interactions, for a technique with no stored run on
+#: the dataset to time it by (measured on the demo, ~26,000 interactions, with tuning on a
+#: 2-core CPU; tuning-free runs are faster). Techniques not listed take ``ROUGH_DEFAULT_S``.
+ROUGH_SECONDS_PER_10K: dict[str, float] = {
+    "random": 0.02, "popular": 0.02, "itemknn": 0.1, "als": 1.5, "bpr": 1.0, "text": 0.3,
+    "image": 0.2, "clip-t1": 0.1, "clip-t2": 0.3, "clip-t3": 0.05, "clip-t4": 0.05,
+    "clip-t5": 0.05, "multiview": 2.5, "hybrid": 1.0, "lightgcn": 25.0, "vbpr": 3.5,
+    "freedom": 17.0, "fusion": 4.0,
+}
+ROUGH_DEFAULT_S = 2.0
+#: Seconds to encode one photo / one text on a CPU (EfficientNet-Lite0, MiniLM on 2 cores; a
+#: CLIP-sized model is slower), plus loading a model: an encoder no stored run on the dataset
+#: used encodes the dataset first (the embedding cache keeps the vectors afterwards).
+ENCODE_SECONDS = {"photo": 0.02, "text": 0.02, "load": 3.0}
+#: Per request (split, protocol audit) and per stored run (writing it to runs.duckdb).
+OVERHEAD_S = {"request": 1.0, "run": 0.3}
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """How long computing some runs should take (``estimate_runs``).
+
+    ``timed``: technique -> seconds from the stored fit + evaluation timings of earlier runs of
+    it on the same dataset; ``rough``: technique -> seconds from ``ROUGH_SECONDS_PER_10K``;
+    ``encoding``: encoder spec -> seconds to encode the dataset with an encoder no stored run on
+    it used (``ENCODE_SECONDS``); ``seconds``: all of it plus ``OVERHEAD_S``."""
+
+    seconds: float
+    timed: dict[str, float] = field(default_factory=dict)
+    rough: dict[str, float] = field(default_factory=dict)
+    encoding: dict[str, float] = field(default_factory=dict)
+
+    def short(self) -> str:
+        """``"about 26 s"``, ``"about 3 min"``."""
+        return f"about {_duration(self.seconds)}"
+
+    def describe(self) -> str:
+        """One sentence saying what the estimate rests on."""
+        parts = []
+        if self.timed:
+            parts.append(f"earlier runs' fit + evaluation times for {', '.join(self.timed)}")
+        if self.rough:
+            parts.append(f"a rough rate per 10,000 interactions for {', '.join(self.rough)}")
+        if self.encoding:
+            parts.append("first-time encoding with " + ", ".join(
+                f"{spec} (~{_duration(s)})" for spec, s in self.encoding.items()))
+        basis = "; ".join(parts) or "nothing to compute"
+        return f"{self.short().capitalize()} on this machine ({basis})."
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def estimate_runs(data: LabData, cache_root: str | Path, split: str, seed: int,
+                  techniques: Sequence[str], encoders: dict[str, str | None],
+                  options: dict[str, Any] | None = None) -> RunEstimate:
+    """How long ``run_comparison`` should take to compute the runs of ``techniques``.
+
+    A technique with stored runs on this dataset (any split, seed or encoders; those with the
+    same ``tune`` option preferred) takes the median of their fit + evaluation seconds; others
+    take ``ROUGH_SECONDS_PER_10K`` scaled by the dataset's interactions. An encoder (by
+    ``Encoder.id``) that no stored run on the dataset used adds encoding its photos and/or
+    texts (``ENCODE_SECONDS``). Nothing is computed; only the runs table is read."""
+    import statistics
+
+    from core.store.runs import RunStore
+
+    options = dict(options or {})
+    techniques = list(dict.fromkeys(techniques))
+    if not techniques:
+        return RunEstimate(0.0)
+    planned = _plan(data, split, seed, techniques, encoders, options, cache_root)
+    store = RunStore.in_cache(cache_root)
+    listed = store.list_runs()
+    mine = listed[listed["dataset"] == data.key] if len(listed) else listed
+    info = store.runs_info(mine["run_key"].tolist()) if len(mine) else {}
+    tune = bool(options.get("tune", True))
+    seen_ids = {i for r in info.values() for i in (r.get("encoder_ids") or {}).values()}
+
+    timed: dict[str, float] = {}
+    rough: dict[str, float] = {}
+    for technique in techniques:
+        runs = [r for r in info.values()
+                if r["technique"] == technique and r["label"] == technique and r["timings"]]
+        same = [r for r in runs if bool((r["options"] or {}).get("tune", True)) == tune] or runs
+        if same:
+            timed[technique] = statistics.median(
+                float(r["timings"].get("fit_s", 0)) + float(r["timings"].get("eval_s", 0))
+                for r in same)
+        else:
+            rate = ROUGH_SECONDS_PER_10K.get(technique, ROUGH_DEFAULT_S)
+            rough[technique] = rate * len(data.ds.interactions) / 10_000
+
+    encoding: dict[str, float] = {}
+    n_photos = len(data.ds.photos)
+    n_texts = len(data.ds.interactions) + data.ds.n_items
+    for run in planned.values():
+        for role, spec in run.encoders.items():
+            if run.encoder_ids.get(role) in seen_ids or spec in encoding:
+                continue
+            photos = n_photos if role in ("image", "clip") else 0
+            texts = n_texts if role in ("text", "clip") else 0
+            encoding[spec] = (ENCODE_SECONDS["load"] + photos * ENCODE_SECONDS["photo"]
+                              + texts * ENCODE_SECONDS["text"])
+    seconds = (OVERHEAD_S["request"] + OVERHEAD_S["run"] * len(techniques)
+               + sum(timed.values()) + sum(rough.values()) + sum(encoding.values()))
+    return RunEstimate(seconds=seconds, timed=timed, rough=rough, encoding=encoding)

@@ -3,6 +3,8 @@
 Run with ``make app`` (or ``streamlit run app.py``; ``.streamlit/config.toml`` binds to 127.0.0.1).
 The sidebar holds the session's dataset, encoders, split and seed; the pages in ``app_pages/`` read
 them through ``app_pages._ui.settings()``. No torch import here: models load lazily in the engine.
+The view (dataset, page, techniques, k, the inspected user, …) lives in the URL's query parameters
+(``app_pages._ui.URL_PARAMS``): read when a session starts, written back after every rerun.
 
 The folder is deliberately not called ``pages/``: Streamlit treats a ``pages/`` folder as a legacy
 multipage app on a process's first run (and in every AppTest run), listing each file — helpers
@@ -22,24 +24,29 @@ ui.init_session()
 
 
 def use_typed_spec() -> None:
-    """Form callback (runs before the script, so it may set the picker's value)."""
+    """Form callback (runs before the script, so it may set the picker's value). The spec joins
+    the recent ones only once it has loaded (``remember_spec``)."""
     spec = st.session_state.get("other_spec", "").strip()
-    if not spec:
-        return
+    if spec:
+        st.session_state["dataset_spec"] = spec
+
+
+def remember_spec(spec: str) -> None:
+    """Put a spec that loaded first in the session's recent specs."""
     recent = st.session_state["recent_specs"]
     if spec in recent:
         recent.remove(spec)
     recent.insert(0, spec)
-    st.session_state["dataset_spec"] = spec
 
 
 def dataset_picker() -> None:
     st.sidebar.header("Dataset")
     recent = st.session_state["recent_specs"]
-    if st.session_state["dataset_spec"] not in recent:
-        recent.insert(0, st.session_state["dataset_spec"])
-    st.sidebar.selectbox("Dataset", recent, key="dataset_spec", format_func=ui.spec_label,
-                         help="Recent dataset specs of this session")
+    current = st.session_state["dataset_spec"]
+    # a spec not loaded yet (typed, or from the URL) is offered only while it is the current one
+    options = recent if current in recent else [current, *recent]
+    st.sidebar.selectbox("Dataset", options, key="dataset_spec", format_func=ui.spec_label,
+                         help="Dataset specs of this session that loaded, most recent first")
     with st.sidebar.form("other_dataset", clear_on_submit=True, border=False):
         st.text_input("Other dataset spec", key="other_spec",
                       placeholder="movielens:DIR, yelp:DIR, csv:CONFIG.toml",
@@ -109,17 +116,34 @@ def protocol_pickers() -> None:
 dataset_picker()
 try:
     loaded: api.LabData | None = ui.data()
+    remember_spec(st.session_state["dataset_spec"])
     dataset_summary(loaded)
 except LabError as exc:  # the pages show it too; the sidebar stays usable to pick another
     loaded = None
     st.sidebar.error(str(exc), icon=":material/error:")
+    st.sidebar.caption("Not added to the recent datasets; pick one of them to go back.")
 encoder_pickers(loaded)
 protocol_pickers()
 
-pages = [
-    st.Page("app_pages/compare.py", title="Compare", icon=":material/leaderboard:", default=True),
-    st.Page("app_pages/inspect.py", title="Inspect a user", icon=":material/person_search:"),
-    st.Page("app_pages/embedding.py", title="Embedding space", icon=":material/scatter_plot:"),
-    st.Page("app_pages/search.py", title="Search", icon=":material/image_search:"),
-]
-st.navigation(pages).run()
+# url_path: the name of the page in the URL path and in the ``page`` query parameter
+pages = {
+    "compare": st.Page("app_pages/compare.py", title="Compare", icon=":material/leaderboard:",
+                       default=True),
+    "inspect": st.Page("app_pages/inspect.py", title="Inspect a user",
+                       icon=":material/person_search:", url_path="inspect"),
+    "embedding": st.Page("app_pages/embedding.py", title="Embedding space",
+                         icon=":material/scatter_plot:", url_path="embedding"),
+    "search": st.Page("app_pages/search.py", title="Search", icon=":material/image_search:",
+                      url_path="search"),
+}
+current = st.navigation(list(pages.values()))
+name = current.url_path or "compare"
+wanted = st.session_state.pop("url_page", None)  # a link's page, once per session
+if wanted and wanted != name:
+    st.switch_page(pages[wanted])
+for note in st.session_state.pop("url_notes", []):
+    st.toast(note, icon=":material/link_off:", duration="long")
+try:
+    current.run()
+finally:  # also when the page stops early (st.stop) or reruns
+    ui.write_url(name)

@@ -47,6 +47,9 @@ DEFAULTS: dict[str, Any] = {
     "baseline": "popular",
     "inspect_techniques": [],
     "inspect_mode": "By id",
+    "inspect_metric": "ndcg",
+    "inspect_n": 10,  # the Inspect page's one cut-off: cards, per-user metrics and user lists
+    "inspect_user": None,  # the user the Inspect page shows (for the URL)
     "map_role": "image",
     "map_what": "items-photo",
     "map_colour": "category",
@@ -59,12 +62,121 @@ NONE = "(none)"
 
 def init_session() -> None:
     """Set every default once per session and keep page widgets' values across page switches
-    (re-assigning a key turns widget state into session state that survives the widget)."""
+    (re-assigning a key turns widget state into session state that survives the widget). At a
+    session's start, the URL's query parameters (``URL_PARAMS``) override the defaults."""
     for key, value in DEFAULTS.items():
         if key not in st.session_state:
             st.session_state[key] = list(value) if isinstance(value, list) else value
         else:
             st.session_state[key] = st.session_state[key]
+    if "url_read" not in st.session_state:
+        st.session_state["url_read"] = True
+        read_url()
+
+
+# --- shareable views: the URL's query parameters -------------------------------------------------
+#: Query parameter -> the session_state key it sets. Read once when a session starts
+#: (``read_url``), written back on every rerun (``write_url``), so a copied link opens the same
+#: view in another browser session. The page is the ``page`` parameter (``PAGES``).
+URL_PARAMS: dict[str, str] = {
+    "dataset": "dataset_spec", "split": "split", "seed": "seed", "techniques": "techniques",
+    "k": "k", "user": "inspect_user", "n": "inspect_n", "side": "inspect_techniques",
+    # the Embedding page's settings, by their own keys (that page checks their values)
+    "map_role": "map_role", "map_what": "map_what", "map_colour": "map_colour",
+    "map_user": "map_user",
+}
+#: The ``page`` parameter's values (``compare`` is the default page).
+PAGES = ("compare", "inspect", "embedding", "search")
+#: Parameters whose value is a comma-separated list.
+_LISTS = {"techniques", "side"}
+
+
+def _technique_names() -> list[str]:
+    return [r["name"] for r in technique_choices(())]
+
+
+def _parse(name: str, raw: str) -> Any:
+    """The session value of query parameter ``name`` given as ``raw``; ``ValueError`` saying why
+    it is not valid."""
+    raw = raw.strip()
+    if not raw or len(raw) > 500:
+        raise ValueError("empty" if not raw else "too long")
+    if name in _LISTS:
+        values = list(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
+        known = set(_technique_names())
+        unknown = [v for v in values if v not in known]
+        if unknown or not values:
+            raise ValueError(f"unknown technique {', '.join(unknown) or raw!r}")
+        return values
+    if name in ("k", "n"):
+        if not raw.isdigit() or int(raw) not in api.KS:
+            raise ValueError(f"not one of {', '.join(map(str, api.KS))}")
+        return int(raw)
+    if name == "seed":
+        if not raw.isdigit():
+            raise ValueError("not a whole number ≥ 0")
+        return int(raw)
+    if name == "split" and raw not in api.split_kinds():
+        raise ValueError(f"not one of {', '.join(api.split_kinds())}")
+    if name == "dataset":
+        from core.data import parse_spec
+
+        try:
+            parse_spec(raw)
+        except LabError as exc:
+            raise ValueError(str(exc)) from None
+    return raw
+
+
+def read_url() -> None:
+    """Copy the URL's query parameters into ``st.session_state`` (once, at session start).
+    Invalid ones are ignored, each with a note in ``st.session_state["url_notes"]`` (the app
+    shows them as toasts); ``page`` is kept in ``url_page`` for ``app.py`` to switch to, ``user``
+    also selects that user on Inspect (by id)."""
+    s = st.session_state
+    notes: list[str] = []
+    params = st.query_params.to_dict()
+    for name, raw in params.items():
+        if name == "page":
+            if raw in PAGES:
+                s["url_page"] = raw
+            else:
+                notes.append(f"page={raw}: not one of {', '.join(PAGES)}")
+            continue
+        if name not in URL_PARAMS:
+            notes.append(f"{name}: not a parameter of this app")
+            continue
+        try:
+            value = _parse(name, raw)
+        except ValueError as exc:
+            notes.append(f"{name}={raw}: {exc}")
+            continue
+        s[URL_PARAMS[name]] = value
+        if name == "user":
+            s["inspect_user_id"], s["inspect_mode"] = value, "By id"
+            s["url_user"] = value  # the Inspect page says so if it has no such user
+    if notes:
+        s["url_notes"] = [f"Ignored the link's {n}" for n in notes]
+
+
+def url_params(page: str) -> dict[str, str]:
+    """The query parameters of the current view: ``page`` and each ``URL_PARAMS`` setting that
+    differs from its default (so a plain link stays short)."""
+    s = st.session_state
+    out = {} if page == PAGES[0] else {"page": page}
+    for name, key in URL_PARAMS.items():
+        value = s.get(key)
+        if value is None or value == NONE or value == DEFAULTS.get(key) or value == []:
+            continue
+        out[name] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    return out
+
+
+def write_url(page: str) -> None:
+    """Put the current view in the URL (only when it changed)."""
+    want = url_params(page)
+    if st.query_params.to_dict() != want:
+        st.query_params.from_dict(want)
 
 
 @contextmanager
@@ -258,7 +370,7 @@ def align_label(lab: api.LabData | None, spec: str) -> str:
 
 
 def run_with_status(lab: api.LabData, cfg: Settings, techniques: list[str],
-                    missing: list[str]) -> api.Comparison:
+                    missing: list[str], eta: str | None = None) -> api.Comparison:
     """Compute the ``missing`` runs of ``techniques`` (the page already knows which, from
     ``stored_techniques``) inside an ``st.status`` box, drawn from the
     engine's ``ProgressEvent``s: the overall bar counts rows that ended (``done`` / ``skipped``),
@@ -267,8 +379,9 @@ def run_with_status(lab: api.LabData, cfg: Settings, techniques: list[str],
 
     Warnings (events with ``warning``, e.g. the protocol audit finding held-out pairs also in
     train) are shown in the box and kept in ``st.session_state["run_warnings"]`` for the page to
-    show after its rerun."""
-    with st.status(f"Running {', '.join(missing)} …", expanded=True) as status:
+    show after its rerun. ``eta`` (``RunEstimate.short()``) goes in the box's title."""
+    with st.status(f"Running {', '.join(missing)}" + (f" ({eta})" if eta else "") + " …",
+                   expanded=True) as status:
         bar = st.progress(0.0)
         view = EventView()
         ended: set[str] = set()
@@ -310,13 +423,23 @@ def photo(path: Any, caption: str | None = None, width: int | str = "stretch") -
 
 def item_card(row: Any, *, score: bool = True, hit: bool | None = None,
               extra: str | None = None, compact: bool = False) -> None:
-    """One item as a bordered card: photo, name, category, score, a hit badge. ``compact`` puts
-    a small photo beside the text (for lists side by side)."""
+    """One item as a bordered card: photo, rank and name, category and city, score, a hit
+    badge; the raw item id (and raw score) in the title's tooltip. The score shown is
+    ``score_scaled`` when the row has it (Inspect: comparable across techniques), else
+    ``score``. ``compact`` puts a small photo beside the text (for lists side by side)."""
     title = f"**{row.name}**"
+    if getattr(row, "rank", None) is not None and pd.notna(row.rank):
+        title = f"#{int(row.rank)} · {title}"
     if hit:
         title = f":green-background[✓ hit] {title}"
     bits = [str(row.category)]
-    if score and hasattr(row, "score") and pd.notna(row.score):
+    if getattr(row, "city", ""):
+        bits.append(str(row.city))
+    tip = f"item id `{row.item_id}`" if hasattr(row, "item_id") else None
+    if score and hasattr(row, "score_scaled") and pd.notna(row.score_scaled):
+        bits.append(f"score {row.score_scaled:.2f}")
+        tip = f"{tip}; raw score {row.score:.4g}" if tip else f"raw score {row.score:.4g}"
+    elif score and hasattr(row, "score") and pd.notna(row.score):
         bits.append(f"score {row.score:.3f}")
     with st.container(border=True):
         if compact:
@@ -328,7 +451,7 @@ def item_card(row: Any, *, score: bool = True, hit: bool | None = None,
             photo(row.photo)
             target = st.container()
         with target:
-            st.markdown(title)
+            st.markdown(title, help=tip)
             st.caption(" · ".join(bits))
             if extra:
                 st.caption(extra)
@@ -342,6 +465,12 @@ def grid(rows: pd.DataFrame, columns: int = 5, **card: Any) -> None:
         for col, row in zip(cols, records[start:start + columns]):
             with col:
                 item_card(row, **card)
+
+
+def swatch(technique: str, colour: str) -> str:
+    """``technique`` in bold after a square of its colour (``core.lab.technique_colours``), for
+    ``st.markdown(..., unsafe_allow_html=True)``."""
+    return f"<span style='color:{colour}' title='{colour}'>■</span> **{technique}**"
 
 
 def spec_label(spec: str) -> str:

@@ -74,7 +74,7 @@ def test_compare_change_technique_and_k(app):
     at.multiselect(key="techniques").set_value(["als", "popular"]).run()
     _ok(at)
     assert _table_index(at) == ["als", "popular"]
-    at.select_slider(key="k").set_value(20).run()
+    at.radio(key="k").set_value(20).run()
     _ok(at)
     assert "nDCG@20" in at.dataframe[0].value.columns
 
@@ -123,13 +123,14 @@ def test_inspect_worst_users_and_a_beats_b(app):
     at.radio(key="inspect_mode").set_value("Worst users for a technique").run()
     _ok(at)
     worst = at.dataframe[0].value
-    assert len(worst) == 20 and list(worst["value"]) == sorted(worst["value"])
+    assert len(worst) == 20 and list(worst["nDCG@10"]) == sorted(worst["nDCG@10"])
     chosen = at.selectbox(key="inspect_user_worst").value
     assert at.subheader[0].value == f"User {chosen}"
     at.radio(key="inspect_mode").set_value("Where A beats B most").run()
     _ok(at)
     diff = at.dataframe[0].value
-    assert list(diff["value"]) == sorted(diff["value"], reverse=True)
+    margin = next(c for c in diff.columns if c.startswith("Δ nDCG@10"))
+    assert list(diff[margin]) == sorted(diff[margin], reverse=True) and (diff[margin] > 0).all()
 
 
 def test_embedding_map_with_user_overlay(app, demo_cache):

@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import itertools
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -122,10 +123,12 @@ def torch_sparse(torch, m: sp.spmatrix, device: str) -> tuple:
     def csr(x: sp.spmatrix):
         x = sp.csr_matrix(x, dtype=np.float32)
         x.sort_indices()
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(x.indptr.astype(np.int64)),
-            torch.from_numpy(x.indices.astype(np.int64)),
-            torch.from_numpy(x.data), size=x.shape, device=device)
+        with warnings.catch_warnings():  # "CSR support is in beta": the product is all we use
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            return torch.sparse_csr_tensor(
+                torch.from_numpy(x.indptr.astype(np.int64)),
+                torch.from_numpy(x.indices.astype(np.int64)),
+                torch.from_numpy(x.data), size=x.shape, device=device, check_invariants=True)
 
     m = sp.csr_matrix(m, dtype=np.float32)
     a = csr(m)

@@ -1,16 +1,24 @@
 """Embedding space: UMAP (cosine) of item, photo or review vectors in one encoder's space, coloured
 by category, popularity or modality, with a user's vector, history and recommendations overlaid.
-Click a point to see its photo (plotly hover cannot show images)."""
+Click, box- or lasso-select points to see their photos (plotly hover cannot show images), and open
+one item's view: photos, text, reviews, consumers, neighbours in this space, techniques that
+recommend it."""
 
 from __future__ import annotations
 
+import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages import _item_ui as _item
 from app_pages import _ui as ui
 from core import lab as api
-from core.projection import SAMPLE_THRESHOLD
+from core.lab.choices import PALETTE
+from core.projection import SAMPLE_THRESHOLD, estimate_seconds
+
+#: photos shown for a selection (the count says how many were selected)
+MAX_SELECTED = 24
 
 st.title("Embedding space")
 cfg = ui.settings()
@@ -61,47 +69,71 @@ recommended: list[str] = []
 if user and rec_tech in stored.available:
     recommended = stored.top_item_ids(user, rec_tech, n=10)
 
-with st.status(f"Mapping {choices[what].lower()} with {spec} …", expanded=False) as status, \
+n_mapped = min(n_points, int(sample)) if sample else n_points
+eta = estimate_seconds(n_mapped, first_in_process=not st.session_state.get("_umap_done"))
+with st.status(f"Mapping {n_mapped:,} {choices[what].lower()} with {spec} … (from the cache if "
+               f"mapped before; a first map takes roughly {eta:.0f} s)", expanded=True) as status, \
         ui.guard():
     emap = api.embedding_map(lab, ctx, cfg.cache_root, spec, what, seed=cfg.seed,
                              sample=int(sample) if sample else None, user_id=user,
                              recommended=recommended)
+    st.session_state["_umap_done"] = True
     status.update(label=f"{len(emap.points):,} points "
                         f"({'from the cache' if emap.cached else 'computed and cached'})",
-                  state="complete")
+                  state="complete", expanded=False)
 
 pts = emap.points
 colour = st.session_state["map_colour"]
 hover = {"name": True, "category": True, "popularity": True, "x": False, "y": False}
 if "caption" in pts and pts["caption"].astype(bool).any():
     hover["caption"] = True
+discrete = None
+if colour in pts and not pd.api.types.is_numeric_dtype(pts[colour]):
+    # the 20 far-apart colours of the technique palette first, then lighter ones (up to 44)
+    values = sorted(pts[colour].astype(str).unique())
+    palette = list(PALETTE) + px.colors.qualitative.Light24
+    discrete = {v: palette[i % len(palette)] for i, v in enumerate(values)}
 fig = px.scatter(pts, x="x", y="y", color=colour if colour in pts else None,
                  color_continuous_scale="Viridis", hover_data=hover, custom_data=[pts.index],
-                 color_discrete_sequence=px.colors.qualitative.Dark24,
-                 opacity=0.75, height=620)
+                 color_discrete_map=discrete, opacity=0.75, height=620)
 fig.update_traces(marker={"size": 7 if len(pts) < 3000 else 4})
-styles = {"history": ("circle-open", 14, "black"), "recommended": ("diamond", 13, "crimson"),
-          "user": ("star", 22, "gold")}
-for role, (symbol, size, col) in styles.items():
+rec_colour = (api.technique_colours([rec_tech]).get(rec_tech, "crimson")
+              if rec_tech and rec_tech != ui.NONE else "crimson")
+styles = {"history": ("circle-open", 16, "black", 3), "recommended": ("diamond", 14, rec_colour, 1),
+          "user": ("star", 24, "gold", 1)}
+for role, (symbol, size, col, width) in styles.items():
     part = emap.overlay[emap.overlay["role"] == role] if len(emap.overlay) else emap.overlay
     if len(part):
         fig.add_trace(go.Scatter(
             x=part["x"], y=part["y"], mode="markers", name=role, text=part["name"],
-            hoverinfo="text", marker={"symbol": symbol, "size": size, "color": col,
-                                      "line": {"width": 2, "color": col}}))
+            customdata=part[["point"]].to_numpy(), hoverinfo="text",
+            marker={"symbol": symbol, "size": size, "color": col,
+                    "line": {"width": width, "color": "black" if role != "history" else col}}))
 fig.update_layout(xaxis_title=None, yaxis_title=None, legend_title_text=colours[colour],
                   margin={"t": 20, "b": 10}, showlegend=colour != "category" or len(pts) < 2000)
 fig.update_xaxes(showticklabels=False)
 fig.update_yaxes(showticklabels=False)
-event = st.plotly_chart(fig, width="stretch", on_select="rerun", selection_mode="points",
-                        key="map_chart")
+event = st.plotly_chart(fig, width="stretch", on_select="rerun",
+                        selection_mode=("points", "box", "lasso"), key="map_chart")
 st.caption(f"UMAP (cosine) of {len(pts):,} of {emap.n_total:,} vectors in {spec}'s space. "
            "A user's vector is placed at the similarity-weighted mean of its 10 nearest mapped "
-           "points. Click or lasso points to see their photos.")
+           "points. Click a point, or pick the box or lasso tool in the chart's toolbar, to see "
+           "photos and open an item.")
 
-selected = [p.get("customdata", [None])[0] for p in (event.selection.points if event else [])
-            if p.get("curve_number", p.get("curveNumber", 0)) == 0]
-selected = [i for i in selected if i is not None][:10]
-if selected:
-    st.markdown("#### Selected")
-    ui.grid(pts.loc[selected].assign(score=float("nan")), columns=5, score=False)
+selection = event.selection.points if event else []
+rows = api.selected_rows(selection, len(pts))
+if rows:
+    shown = pts.loc[rows[:MAX_SELECTED]]
+    st.markdown(f"#### Selected: {len(rows):,} point{'s' if len(rows) != 1 else ''}"
+                + (f" (the first {MAX_SELECTED} shown)" if len(rows) > MAX_SELECTED else ""))
+    ui.grid(shown.assign(score=float("nan")), columns=6, score=False)
+    item_ids = list(dict.fromkeys(pts.loc[rows, "item_id"].astype(str)))
+    if st.session_state.get("map_item") not in item_ids:
+        st.session_state["map_item"] = item_ids[0]
+    names = dict(zip(pts["item_id"].astype(str), pts["name"]))
+    st.selectbox("Item view", item_ids, key="map_item",
+                 format_func=lambda i: f"{names.get(i, i)} · {i}")
+    with ui.guard():
+        view = api.item_view(lab, ctx, st.session_state["map_item"], emap=emap,
+                             comparison=stored if stored.available else None)
+    _item.render(view)

@@ -13,7 +13,10 @@ One module per job:
                ``estimate_runs`` (how long computing the missing runs should take).
 * ``inspect``  one user: worst users, where A beats B, ``user_view`` with "because you liked …".
 * ``search``   free-text search over photos or item texts.
-* ``maps``     the embedding map (cached UMAP) with a user's overlay.
+* ``maps``     the embedding map (cached UMAP) with a user's overlay; ``selected_rows`` of a
+               chart selection.
+* ``items``    ``item_view``: one item's photos, text, reviews, consumers, neighbours in the map's
+               space and the stored techniques that recommend it.
 
 Torch-free at import (every heavy module is imported inside the function that needs it), and free of
 Streamlit: the pages decide what to cache. Heavy results live in DuckDB (``core.store.runs`` for
@@ -48,7 +51,8 @@ from core.lab.inspect import (
     user_view,
     worst_users,
 )
-from core.lab.maps import EmbeddingMap, embedding_map, map_choices
+from core.lab.items import ItemView, item_view
+from core.lab.maps import EmbeddingMap, embedding_map, map_choices, selected_rows
 from core.lab.runs import (
     KS,
     Comparison,
@@ -74,4 +78,5 @@ __all__ = [
     "stored_techniques", "technique_choices", "user_ids", "user_metric", "user_view",
     "worst_users",
     "SCORE_NOTE", "RunEstimate", "estimate_runs", "metric_column", "technique_colours",
+    "ItemView", "item_view", "selected_rows",
 ]

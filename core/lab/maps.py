@@ -37,14 +37,40 @@ def map_choices(encoder_spec: str, shared_space: bool, has_text: bool,
 
 @dataclass
 class EmbeddingMap:
-    """Points of a 2-D map (columns x, y, kind, item_id, name, category, popularity, modality,
-    label, photo, hover) plus overlay points for a user (columns x, y, role, name)."""
+    """Points of a 2-D map (columns x, y, kind, item (index), item_id, name, category,
+    popularity, modality, label, photo, caption) plus overlay points for a user (columns x, y,
+    role, name, item_id, point: the row of ``points`` it marks, -1 for the user's own vector);
+    ``vectors``: the mapped points' vectors in the encoder's space (rows of ``points``)."""
 
     points: pd.DataFrame
     overlay: pd.DataFrame
     n_total: int
     cached: bool
     what: str
+    vectors: np.ndarray | None = None
+
+
+def selected_rows(selection: Sequence[dict[str, Any]], n_points: int,
+                  limit: int | None = None) -> list[int]:
+    """Rows of the map's points picked in a plotly selection (clicks, box or lasso), whatever the
+    trace: every chart trace carries the point's row as its first ``customdata`` value (category
+    colouring draws one trace per category, so point indices alone are per trace). Points without
+    a row (e.g. the user's own star) are left out; order kept, duplicates dropped, at most
+    ``limit``."""
+    out: list[int] = []
+    seen: set[int] = set()
+    for point in selection:
+        custom = point.get("customdata")
+        if isinstance(custom, (list, tuple)):
+            custom = custom[0] if custom else None
+        try:
+            row = int(custom)
+        except (TypeError, ValueError):
+            continue
+        if 0 <= row < n_points and row not in seen:
+            seen.add(row)
+            out.append(row)
+    return out[:limit] if limit is not None else out
 
 
 def embedding_map(
@@ -128,7 +154,7 @@ def embedding_map(
     points["x"], points["y"] = proj.coords[:, 0], proj.coords[:, 1]
     mapped_vecs = vectors[proj.index]
 
-    overlay = pd.DataFrame(columns=["x", "y", "role", "name", "item_id"])
+    overlay = pd.DataFrame(columns=["x", "y", "role", "name", "item_id", "point"])
     if user_id:
         u = ds.user_index(user_id)
         rows = []
@@ -139,18 +165,18 @@ def embedding_map(
         if uhas[u]:
             xy = place_near(uvecs[u], mapped_vecs, proj.coords)[0]
             rows.append({"x": xy[0], "y": xy[1], "role": "user", "name": f"user {user_id}",
-                         "item_id": ""})
+                         "item_id": "", "point": -1})
         if what.startswith("items"):
             hist = set(ctx.train.loc[ctx.train["user"] == u, "item"].tolist())
             recs = {ds.item_index(i) for i in recommended if i}
             for row in points.itertuples():
                 if row.item in hist:
                     rows.append({"x": row.x, "y": row.y, "role": "history", "name": row.name,
-                                 "item_id": row.item_id})
+                                 "item_id": row.item_id, "point": row.Index})
                 if row.item in recs:
                     rows.append({"x": row.x, "y": row.y, "role": "recommended",
-                                 "name": row.name, "item_id": row.item_id})
+                                 "name": row.name, "item_id": row.item_id, "point": row.Index})
         if rows:
             overlay = pd.DataFrame(rows)
     return EmbeddingMap(points=points, overlay=overlay, n_total=len(vectors), cached=proj.cached,
-                        what=what)
+                        what=what, vectors=mapped_vecs)

@@ -72,10 +72,12 @@ class Comparison:
             self._available_keys, metric=metric,
             k=None if k is None else int(k), user_id=user_id, technique=technique)
 
-    def recs_rows(self, user_id: str | None = None, technique: str | None = None) -> pd.DataFrame:
-        """Top-k rows (technique, user_id, rank, item_id, score) of a user and/or technique."""
+    def recs_rows(self, user_id: str | None = None, technique: str | None = None,
+                  item_id: str | None = None) -> pd.DataFrame:
+        """Top-k rows (technique, user_id, rank, item_id, score) of a user, technique and/or
+        item."""
         return self.store.query_recs(self._available_keys, user_id=user_id,
-                                     technique=technique)
+                                     technique=technique, item_id=item_id)
 
     def top_item_ids(self, user_id: str, technique: str, n: int = 10) -> list[str]:
         """Raw ids of ``technique``'s top-``n`` items for ``user_id`` (best first)."""

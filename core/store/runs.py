@@ -504,12 +504,13 @@ class RunStore(DuckStore):
                 "n.technique, t.metric, t.k, t.user_id")
 
     def query_recs(self, keys: Keys, user_id: str | None = None,
-                   technique: str | None = None) -> pd.DataFrame:
+                   technique: str | None = None, item_id: str | None = None) -> pd.DataFrame:
         """Top-k rows (technique, user_id, rank, item_id, score) of runs ``keys``, optionally of
-        one user and/or technique (label)."""
+        one user, technique (label) and/or item."""
         with self.connect() as con:
             return self._per_run(con, "recs", REC_COLUMNS, keys,
-                                 {"user_id": user_id, "technique": technique},
+                                 {"user_id": user_id, "technique": technique,
+                                  "item_id": item_id},
                                  "n.technique, t.user_id, t.rank")
 
     def list_runs(self) -> pd.DataFrame:

@@ -219,3 +219,36 @@ def test_search_for_sushi_shows_japanese_places_by_default(server, browser, cach
     assert all(c in ("Japanese", "Sushi Bars") for c in categories[:top]), categories
     _no_error_box(page, "search-sushi")
     page.close()
+
+
+def test_map_points_of_any_category_box_selection_and_item_view(server, browser):
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    _open(page, f"{server}/?page=embedding&map_colour=category", "Embedding space")
+    traces = page.locator("[data-testid='stPlotlyChart'] .scatterlayer .trace")
+    _at_least(page, "[data-testid='stPlotlyChart'] .scatterlayer .trace", 3)
+    # a point of a category that is not the first legend entry (trace 0) opens its card
+    point = traces.nth(2).locator(".point").first
+    point.click(force=True)
+    page.wait_for_selector("h4:has-text('Selected: 1 point')", timeout=120_000)
+    _settle(page)
+    assert page.locator(".st-key-item_view").count() == 1  # the item view opened
+    view = page.locator(".st-key-item_view")
+    assert view.get_by_text("Document").first.is_visible()
+    assert view.get_by_text("Nearest items in this space").first.is_visible()
+    _no_error_box(page, "map-click")
+    # box selection over the whole plot area selects many points and shows their photos
+    page.locator("[data-testid='stPlotlyChart']").hover()
+    page.locator(".modebar-btn[data-val='select']").first.click()
+    box = page.locator("[data-testid='stPlotlyChart'] .nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + 5, box["y"] + 5)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] - 5, box["y"] + box["height"] - 5, steps=8)
+    page.mouse.up()
+    page.wait_for_selector("h4:has-text('Selected: ')", timeout=120_000)
+    _settle(page)
+    heading = page.locator("h4").filter(has_text="Selected: ").first.inner_text()
+    n = int(heading.split("Selected: ")[1].split(" ")[0].replace(",", ""))
+    assert n > 10, heading
+    _at_least(page, "[data-testid='stImage']", 10)
+    _no_error_box(page, "map-box")
+    page.close()

@@ -7,7 +7,14 @@ import streamlit as st
 
 from app_pages import _ui as ui
 from core.lab import choices as lab_choices
-from core.lab.search import MODE_ROLE, default_search_mode, mode_label, search, search_modes
+from core.lab.search import (
+    MODE_ROLE,
+    default_search_mode,
+    first_search_seconds,
+    mode_label,
+    search,
+    search_modes,
+)
 
 st.title("Search")
 cfg = ui.settings()
@@ -49,7 +56,9 @@ mode = st.session_state["search_mode"]
 spec = cfg.encoders[MODE_ROLE[mode]]
 if not query:
     st.stop()
-with st.spinner(f"Embedding with {spec} (the first search embeds the catalogue once) …"), \
+eta = first_search_seconds(lab, mode, spec)
+with st.spinner(f"Searching with {spec} … (the first search embeds the catalogue once: up to "
+                f"about {eta:.0f} s; later ones read the cache)"), \
         ui.guard(), ui.progress_box(f"Aligning {spec} on this dataset …",
                                     lambda: ui.align_label(lab, spec)) as progress:
     hits = search(lab, ctx, query, mode, n=int(n), progress=progress)

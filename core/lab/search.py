@@ -85,6 +85,25 @@ def _train_with_progress(ctx: Any, spec: str, progress: Progress | None) -> None
     enc.heads(provider=reporting, progress=progress)
 
 
+#: a first ``align:`` search also trains its heads (about 7–10 s on the demo, 2 cores)
+ALIGN_TRAIN_S = 10.0
+
+
+def first_search_seconds(data: LabData, mode: str, spec: str) -> float:
+    """A rough upper bound of the first search's time in ``mode`` with ``spec``: embedding the
+    catalogue (every photo, or every review and item document) at the rough rates of
+    ``core.lab.runs.ENCODE_SECONDS``, plus training the heads of an ``align:`` space; later
+    searches read the cache and take about a second."""
+    from core.lab.runs import ENCODE_SECONDS
+
+    ds = data.ds
+    if mode == "photos":
+        n, per = len(ds.photos), ENCODE_SECONDS["photo"]
+    else:
+        n, per = len(ds.interactions) + ds.n_items, ENCODE_SECONDS["text"]
+    return ENCODE_SECONDS["load"] + n * per + (ALIGN_TRAIN_S if is_align_spec(spec) else 0.0)
+
+
 def search(data: LabData, ctx: Any, query: str, mode: str = "auto", n: int = 12,
            progress: Progress | None = None) -> pd.DataFrame:
     """Items nearest to a free-text ``query``: columns rank, item_id, name, category, score,

@@ -81,3 +81,18 @@ def test_overlay_points_carry_their_map_rows(mapped, demo_cache):
     assert len(marked)
     rows = marked["point"].astype(int).to_numpy()
     assert (emap.points["item_id"].to_numpy()[rows] == marked["item_id"].to_numpy()).all()
+
+
+def test_first_search_estimate_counts_the_catalogue(mapped):
+    from core.lab.runs import ENCODE_SECONDS
+    from core.lab.search import ALIGN_TRAIN_S, first_search_seconds
+
+    lab = mapped[0]
+    photos = first_search_seconds(lab, "photos", "clip:ViT-B-32/untrained")
+    assert photos == pytest.approx(ENCODE_SECONDS["load"]
+                                   + len(lab.ds.photos) * ENCODE_SECONDS["photo"])
+    aligned = first_search_seconds(lab, "photos", "align:text:minilm+cnn:efficientnet-lite0")
+    assert aligned == pytest.approx(photos + ALIGN_TRAIN_S)
+    texts = first_search_seconds(lab, "text", "text:minilm")
+    n_texts = len(lab.ds.interactions) + lab.ds.n_items
+    assert texts == pytest.approx(ENCODE_SECONDS["load"] + n_texts * ENCODE_SECONDS["text"])

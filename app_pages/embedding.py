@@ -15,7 +15,7 @@ from app_pages import _item_ui as _item
 from app_pages import _ui as ui
 from core import lab as api
 from core.lab.choices import PALETTE
-from core.projection import SAMPLE_THRESHOLD, estimate_seconds
+from core.projection import SAMPLE_THRESHOLD, estimate_map
 
 #: photos shown for a selection (the count says how many were selected)
 MAX_SELECTED = 24
@@ -49,7 +49,8 @@ colours = {"category": "Category", "popularity": "Popularity (train interactions
            "modality": "Modality", "label": "Photo label / review stars"}
 c3.selectbox("Colour by", list(colours), key="map_colour", format_func=colours.get)
 
-n_points = {"photos": len(lab.ds.photos), "reviews": len(ctx.train)}.get(what, lab.ds.n_items * 2)
+n_points = {"photos": len(lab.ds.photos), "reviews": len(ctx.train),
+            "items-both": 2 * lab.ds.n_items}.get(what, lab.ds.n_items)
 sample = None
 if n_points > SAMPLE_THRESHOLD:
     sample = st.number_input(
@@ -70,16 +71,22 @@ if user and rec_tech in stored.available:
     recommended = stored.top_item_ids(user, rec_tech, n=10)
 
 n_mapped = min(n_points, int(sample)) if sample else n_points
-eta = estimate_seconds(n_mapped, first_in_process=not st.session_state.get("_umap_done"))
-with st.status(f"Mapping {n_mapped:,} {choices[what].lower()} with {spec} … (from the cache if "
-               f"mapped before; a first map takes roughly {eta:.0f} s)", expanded=True) as status, \
-        ui.guard():
-    emap = api.embedding_map(lab, ctx, cfg.cache_root, spec, what, seed=cfg.seed,
-                             sample=int(sample) if sample else None, user_id=user,
-                             recommended=recommended)
-    st.session_state["_umap_done"] = True
+estimate = estimate_map(n_mapped, cfg.cache_root)
+label = f"Mapping {n_mapped:,} {choices[what].lower()} with {spec}"
+with st.status(f"{label} … (a first map takes {estimate.short()})",
+               expanded=True) as status, ui.guard():
+    st.caption(f"UMAP (cosine) of {n_mapped:,} vectors, {estimate.describe()}; vectors not yet in "
+               "the embedding cache are encoded first. Maps are cached: a map computed before "
+               "loads at once.")
+    emap, took = _item.with_time_bar(
+        lambda: api.embedding_map(lab, ctx, cfg.cache_root, spec, what, seed=cfg.seed,
+                                  sample=int(sample) if sample else None, user_id=user,
+                                  recommended=recommended),
+        estimate.seconds, f"UMAP of {n_mapped:,} points")
     status.update(label=f"{len(emap.points):,} points "
-                        f"({'from the cache' if emap.cached else 'computed and cached'})",
+                        + ("from the cache" if emap.cached else
+                           f"mapped in {took:.0f} s (expected about {estimate.seconds:.0f} s) "
+                           "and cached"),
                   state="complete", expanded=False)
 
 pts = emap.points
@@ -122,17 +129,23 @@ st.caption(f"UMAP (cosine) of {len(pts):,} of {emap.n_total:,} vectors in {spec}
 
 selection = event.selection.points if event else []
 rows = api.selected_rows(selection, len(pts))
+labels = {r.item_id: " · ".join(str(v) for v in (r.name, r.city, r.item_id) if v)
+          for r in pts[["item_id", "name", "city"]].drop_duplicates("item_id").itertuples()}
 if rows:
     shown = pts.loc[rows[:MAX_SELECTED]]
     st.markdown(f"#### Selected: {len(rows):,} point{'s' if len(rows) != 1 else ''}"
                 + (f" (the first {MAX_SELECTED} shown)" if len(rows) > MAX_SELECTED else ""))
     ui.grid(shown.assign(score=float("nan")), columns=6, score=False)
-    item_ids = list(dict.fromkeys(pts.loc[rows, "item_id"].astype(str)))
-    if st.session_state.get("map_item") not in item_ids:
-        st.session_state["map_item"] = item_ids[0]
-    names = dict(zip(pts["item_id"].astype(str), pts["name"]))
-    st.selectbox("Item view", item_ids, key="map_item",
-                 format_func=lambda i: f"{names.get(i, i)} · {i}")
+    # the selected items; without a selection, any mapped item (the last one opened stays open)
+    options = list(dict.fromkeys(pts.loc[rows, "item_id"].astype(str)))
+else:
+    options = [ui.NONE] + sorted(labels, key=labels.get)
+if st.session_state.get("map_item") not in options:
+    st.session_state["map_item"] = options[0]
+st.selectbox("Item view" + (" (one of the selected items)" if rows else
+                            " (or click a point of the map)"),
+             options, key="map_item", format_func=lambda i: labels.get(i, i))
+if st.session_state["map_item"] != ui.NONE:
     with ui.guard():
         view = api.item_view(lab, ctx, st.session_state["map_item"], emap=emap,
                              comparison=stored if stored.available else None)

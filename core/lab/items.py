@@ -24,7 +24,7 @@ class ItemView:
         reviews: up to ``n_reviews`` train reviews (user_id, stars, text), newest first.
         consumers: how many users interacted with it in train; ``consumer_ids`` a few of them.
         neighbours: its nearest other items by cosine in the map's space (item_id, name, category,
-            photo, similarity), empty without a map.
+            city, photo, similarity), empty without a map.
         recommended_by: per stored technique, in how many users' top 10 it is and its best rank
             (technique, users, best_rank); empty without stored runs.
     """
@@ -84,7 +84,7 @@ def _neighbours(data: LabData, emap: Any, idx: int, n: int) -> pd.DataFrame:
     item's; empty when the item has no mapped point."""
     from core.encoders.base import l2_normalise
 
-    columns = ["item_id", "name", "category", "photo", "similarity"]
+    columns = ["item_id", "name", "category", "city", "photo", "similarity"]
     pts, vecs = emap.points, emap.vectors
     if vecs is None or not len(pts):
         return pd.DataFrame(columns=columns)
@@ -103,6 +103,9 @@ def _neighbours(data: LabData, emap: Any, idx: int, n: int) -> pd.DataFrame:
     order = order[np.isfinite(sims[order])]
     frame = items_frame(data, uniq[order])
     frame["similarity"] = np.round(sims[order], 4)
+    items_city = data.ds.items["city"] if "city" in data.ds.items else None
+    frame["city"] = ("" if items_city is None
+                     else items_city.fillna("").astype(str).to_numpy()[uniq[order]])
     return frame[columns]
 
 

@@ -37,7 +37,7 @@ def map_choices(encoder_spec: str, shared_space: bool, has_text: bool,
 
 @dataclass
 class EmbeddingMap:
-    """Points of a 2-D map (columns x, y, kind, item (index), item_id, name, category,
+    """Points of a 2-D map (columns x, y, kind, item (index), item_id, name, category, city,
     popularity, modality, label, photo, caption) plus overlay points for a user (columns x, y,
     role, name, item_id, point: the row of ``points`` it marks, -1 for the user's own vector);
     ``vectors``: the mapped points' vectors in the encoder's space (rows of ``points``)."""
@@ -147,6 +147,9 @@ def embedding_map(
     if "caption" not in meta.columns:
         meta["caption"] = ""
     meta["caption"] = meta["caption"].fillna("")
+    # same-named places differ by city (cards and hover show it where the data has it)
+    cities = ds.items["city"] if "city" in ds.items else pd.Series([""] * ds.n_items)
+    meta["city"] = cities.fillna("").astype(str).to_numpy()[meta["item"].to_numpy(np.int64)]
     key = {"dataset": data.key, "encoder": encoder_spec, "what": what,
            "options": {k: v for k, v in ctx.options.items()}}
     proj = project_cached(vectors, key, cache_root, seed=seed, sample=sample)

@@ -4,12 +4,16 @@
 ``<cache>/projections.duckdb``, keyed by the caller's key (dataset, encoder, what) plus a hash of
 the vectors themselves and the UMAP parameters, so changed embeddings never reuse stale coordinates.
 Above ``SAMPLE_THRESHOLD`` points the caller passes ``sample`` (a seeded random subset is mapped).
+Each computed map records how long its UMAP took, and ``estimate_map`` turns those records into
+the expected time of the next one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +25,69 @@ from core.errors import LabError
 
 SAMPLE_THRESHOLD = 100_000
 FILE_NAME = "projections.duckdb"
-#: rough UMAP cost on a 2-core CPU, from the app benchmark (1,500 photos: 8.9 s; 300 items: 21.7 s
-#: of which about 15 s is numba compiling UMAP once per process): seconds = BASE + n / RATE
-UMAP_BASE_S, UMAP_POINTS_PER_S, UMAP_COMPILE_S = 3.0, 250.0, 15.0
+#: UMAP's cost when no map was recorded yet (2-core CPU, the app's demo): seconds = BASE + n /
+#: RATE, plus numba compiling UMAP's functions once per process (the first map took 12.9 s for
+#: 300 points, a second one 0.5 s; 1,500 points 4.9 s, 4,000 points 19 s)
+UMAP_BASE_S, UMAP_POINTS_PER_S, UMAP_COMPILE_S = 1.0, 250.0, 13.0
+#: how many of the latest recorded maps set the rate
+RECORDED_FITS = 20
 
 
-def estimate_seconds(n_points: int, first_in_process: bool = False) -> float:
-    """A rough time for a cold UMAP of ``n_points`` (``first_in_process``: numba compiles too)."""
-    return UMAP_BASE_S + n_points / UMAP_POINTS_PER_S + (UMAP_COMPILE_S if first_in_process else 0)
+@dataclass(frozen=True)
+class MapEstimate:
+    """How long a map that is not cached yet should take (``estimate_map``).
+
+    ``seconds``: the whole of it; ``points_per_s``: the UMAP rate used; ``recorded``: how many
+    earlier maps (timed and stored in ``projections.duckdb``) that rate comes from, 0 for the
+    default ``UMAP_POINTS_PER_S``; ``compile_s``: numba's one-time compilation included (the
+    first map of a process)."""
+
+    seconds: float
+    points_per_s: float
+    recorded: int = 0
+    compile_s: float = 0.0
+
+    def short(self) -> str:
+        """``"about 20 s"``."""
+        return f"about {max(1, round(self.seconds))} s"
+
+    def describe(self) -> str:
+        """The time and what it rests on."""
+        basis = (f"{self.points_per_s:,.0f} points/s, the median of the last {self.recorded} "
+                 f"map{'s' if self.recorded != 1 else ''} computed with this cache"
+                 if self.recorded else f"a default rate of {self.points_per_s:,.0f} points/s")
+        extra = (f", including about {self.compile_s:.0f} s to compile UMAP once in this server "
+                 "process" if self.compile_s else "")
+        return f"{self.short()} ({basis}{extra})"
+
+
+def umap_loaded() -> bool:
+    """Whether this process has run UMAP already (its numba functions are compiled then)."""
+    return "umap" in sys.modules
+
+
+def estimate_map(n_points: int, cache_root: str | Path | None = None,
+                 first_in_process: bool | None = None) -> MapEstimate:
+    """How long ``project_cached`` should take to map ``n_points`` that are not cached:
+    ``UMAP_BASE_S`` + ``n_points`` / rate, the rate being the median of the recorded rates of the
+    last ``RECORDED_FITS`` maps computed with ``cache_root`` (each map stores how long its UMAP
+    took; so a busy or slow machine gets its own rate), else ``UMAP_POINTS_PER_S``; plus
+    ``UMAP_COMPILE_S`` when ``first_in_process`` (default: UMAP not imported yet here).
+    Reads the projection store only; computes nothing."""
+    rates: list[float] = []
+    if cache_root is not None and (Path(cache_root) / FILE_NAME).is_file():
+        from core.projection.store import ProjectionStore
+
+        for n, seconds, cold in ProjectionStore(Path(cache_root) / FILE_NAME).timings(
+                RECORDED_FITS):
+            work = seconds - UMAP_BASE_S - (UMAP_COMPILE_S if cold else 0.0)
+            if n >= 100 and work > 0:  # tiny maps say nothing about the rate
+                rates.append(n / work)
+    rate = float(np.median(rates)) if rates else UMAP_POINTS_PER_S
+    first = (not umap_loaded()) if first_in_process is None else bool(first_in_process)
+    compile_s = UMAP_COMPILE_S if first else 0.0
+    return MapEstimate(seconds=UMAP_BASE_S + n_points / rate + compile_s, points_per_s=rate,
+                       recorded=len(rates), compile_s=compile_s)
 
 
 @dataclass
@@ -109,8 +168,10 @@ def project_cached(
     hit = store.get(pkey)
     if hit is not None and len(hit) == len(rows):
         return Projection(coords=hit, index=rows, cached=True)
+    cold, start = not umap_loaded(), time.perf_counter()
     coords = project(sub, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist)
-    store.put(pkey, coords, info={**dict(key), **params})
+    timing = {"seconds": round(time.perf_counter() - start, 3), "cold": cold}
+    store.put(pkey, coords, info={**dict(key), **params, "timing": timing})
     return Projection(coords=coords, index=rows, cached=False)
 
 

@@ -63,3 +63,17 @@ class ProjectionStore(DuckStore):
             except Exception:
                 con.execute("ROLLBACK")
                 raise
+
+    def timings(self, limit: int = 20) -> list[tuple[int, float, bool]]:
+        """``(points, seconds, cold)`` of the latest ``limit`` stored maps that recorded how long
+        their UMAP took (``cold``: it included numba's one-time compilation), newest first."""
+        with self.connect() as con:
+            rows = con.execute(
+                "SELECT n, info FROM projections WHERE info LIKE '%\"timing\"%' "
+                "ORDER BY created DESC LIMIT ?", [int(limit)]).fetchall()
+        out = []
+        for n, info in rows:
+            timing = json.loads(info).get("timing") or {}
+            if "seconds" in timing:
+                out.append((int(n), float(timing["seconds"]), bool(timing.get("cold"))))
+        return out

@@ -14,7 +14,8 @@ On the validation part (nDCG@10 per user) the reference is the **better single p
 collaborative part alone or the best content part alone. A blend (0 < w < 1) replaces it only if
 its mean per-user gain over that part exceeds one standard error of the gain (the one-standard-error
 rule: smaller gains are indistinguishable from which users happen to be in the validation part). So
-on validation the hybrid is never below the better of its parts.
+on validation the hybrid is never below the better of its parts. Scoring is done once per part on
+the validation users; each blend is array arithmetic on those blocks, so the 11-point grid is cheap.
 Without tuning (``--no-tune`` or no validation part) the first available content technique is
 blended at ``DEFAULT_WEIGHT``.
 
@@ -22,11 +23,15 @@ What the hybrid did is part of its row: ``params["row_label"]`` (the experiment'
 ``Hybrid ALS + text (w=0.3)`` for a blend, ``Hybrid: text alone (REASON)`` or ``Hybrid: ALS alone
 (REASON)`` for a single part; ``params["no_blend_reason"]`` holds the full reason (e.g. every
 content technique's reason for not running), and the same sentence goes to the run's progress (a
-``note`` event).
+``note`` event). The choice is in params too: ``validation_ndcg@10`` (``{cf}_only`` -> {"0.0": …},
+content -> {weight: …} for every content part alone (``"1.0"``) and every blend), ``best_single``
+(part, weight, ndcg@10) and ``best_blend`` (content, weight, ndcg@10, gain over the better part,
+standard_error, over).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -55,10 +60,17 @@ class HybridRecommender(Recommender):
     """A collaborative row blended with the content row and weight in [0, 1] that do best on
     validation, never below the better of its parts there.
 
-    Params: ``cf`` (any technique name, default ``"als"``) and ``cf_fixed`` (its fixed
-    hyperparameters; the others are tuned as ``cf`` alone would be), ``weights``, ``contents``
-    (grids), or ``weight`` and ``content`` to fix the blend without tuning; ``max_valid_users``
-    (default 5000, seeded sample).
+    Params:
+        cf: the collaborative part, any registered technique name (default ``"als"``; an unknown
+            name fails with the registry's list of names).
+        cf_fixed: its fixed hyperparameters; the others are tuned as ``cf``'s own row tunes them.
+        contents: content techniques to try (default ``DEFAULT_CONTENTS``; those that cannot run
+            with the run's encoders are skipped).
+        weights: the weight grid (default ``DEFAULT_WEIGHTS`` = 0, 0.1, …, 1; 0 and 1 are always
+            added, so each part alone is a candidate).
+        content, weight: fix the blend (no search); ``weight`` alone is not enough.
+        default_weight: the weight without tuning (default ``DEFAULT_WEIGHT``).
+        max_valid_users: validation users scored (default 5000, seeded sample).
     """
 
     name = "hybrid"
@@ -67,6 +79,21 @@ class HybridRecommender(Recommender):
     uses = frozenset({"text", "image", "clip"})  # whichever content part validation picks
     fallback = "the collaborative part's fallback blended with the content technique's"
     revision = 3  # 3: weights over [0, 1], any collaborative part, the better part as reference
+
+    @classmethod
+    def row_title(cls, params: Mapping[str, Any]) -> str:
+        """``Hybrid BPR + content`` for ``cf=bpr`` (the cf's label), other params in brackets."""
+        from core.recommenders import get_technique
+        from core.recommenders.spec import format_params
+
+        cf = str(params.get("cf") or "als")
+        try:
+            cf = get_technique(cf).label or cf
+        except TechniqueUnavailable:
+            pass  # fit says so; a title still reads
+        shown = {k: v for k, v in params.items() if k != "cf"}
+        title = f"Hybrid {cf} + content"
+        return f"{title} ({format_params(shown)})" if shown else title
 
     def fit(self, ctx: FitContext) -> HybridRecommender:
         from core.recommenders import create_recommender, get_technique
@@ -106,38 +133,45 @@ class HybridRecommender(Recommender):
     def _describe(self, ctx: FitContext, skipped: dict[str, str], weight_fixed: bool) -> None:
         """Record the row label and, for a single part, why (also logged to the console)."""
         cf = self.cf_label
-        best = self.params.get("best_blend")
         if self.content is not None and self.weight < 1.0:
             self.params["row_label"] = f"Hybrid {cf} + {self.content_name} (w={self.weight:g})"
             ctx.log(f"blending {cf} with {self.content_name} at w={self.weight:g}")
             return
-        if self.content is not None:  # w = 1: the content part alone
-            part = self.content_name
-            short = detail = f"it beat {cf} alone and every blend on validation"
-            if isinstance(best, dict):
-                short = "best blend within one standard error on validation"
-                detail = self._blend_detail(best, part)
-        elif not self.contents:
-            part = cf
+        cf_alone = self.content is None
+        part = cf if cf_alone else str(self.content_name)
+        best = self.params.get("best_blend")
+        if cf_alone and not self.contents:
             short = "no content technique could run"
             detail = short + ": " + "; ".join(f"{n}: {r}" for n, r in skipped.items())
         elif weight_fixed:
-            part = cf
-            short = detail = "the weight was fixed at 0"
-        elif isinstance(best, dict):
-            part = cf
+            short = detail = f"the weight was fixed at {self.weight:g}"
+        elif "best_single" not in self.params:
+            short = detail = ("tuning is off" if ctx.tuning() is None
+                              else "no validation user to pick a blend on")
+        elif isinstance(best, dict) and best["gain"] > 0:
             short = "best blend within one standard error on validation"
             detail = self._blend_detail(best, part)
-        elif "validation_ndcg@10" in self.params:
-            part = cf
-            short = detail = f"no blend and no content part beat {cf} alone on validation"
         else:
-            part = cf
-            short = detail = "no validation user to pick a blend on"
-        blend = "no content blend" if part == cf else "no blend"
+            short = (f"no blend and no content part beat {cf} alone on validation" if cf_alone
+                     else f"it beat {cf} alone and no blend beat it on validation")
+            detail = f"{short} ({self._validation_summary()})"
+        blend = "no content blend" if cf_alone else "no blend"
         self.params["row_label"] = f"Hybrid: {part} alone ({blend}: {short})"
         self.params["no_blend_reason"] = detail
         ctx.log(f"{part} alone, {blend}: {detail}")
+
+    def _validation_summary(self) -> str:
+        """``validation nDCG@10: ALS alone 0.3670, text alone 0.2264, best blend (text, w=0.2)
+        0.3658``: the single parts and the best blend, from the validation table."""
+        table = self.params["validation_ndcg@10"]
+        figures = [f"{self.cf_label} alone {table[self.params['cf'] + '_only']['0.0']:.4f}"]
+        figures += [f"{name} alone {row['1.0']:.4f}" for name, row in table.items()
+                    if name in self.contents and "1.0" in row]
+        best = self.params.get("best_blend")
+        if isinstance(best, dict):
+            figures.append(f"best blend ({best['content']}, w={best['weight']:g}) "
+                           f"{best['ndcg@10']:.4f}")
+        return "validation nDCG@10: " + ", ".join(figures)
 
     @staticmethod
     def _blend_detail(best: dict[str, Any], part: str) -> str:
@@ -190,16 +224,17 @@ class HybridRecommender(Recommender):
             "part": best_part or self.params["cf"], "weight": 0.0 if best_part is None else 1.0,
             "ndcg@10": round(float(ref.mean()), 6)}
         chosen = (best_part, 0.0 if best_part is None else 1.0)
-        if blend[1] is None or blend[0] <= float(ref.mean()):
+        if blend[1] is None:  # no weight strictly between 0 and 1 in the grid
             return chosen
         gain = blend[3] - ref
         se = float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else float("inf")
         self.params["best_blend"] = {
-            "content": blend[1], "weight": blend[2], "gain": round(float(gain.mean()), 6),
-            "standard_error": round(se, 6), "over": best_part or self.params["cf"],
+            "content": blend[1], "weight": blend[2], "ndcg@10": round(blend[0], 6),
+            "gain": round(float(gain.mean()), 6), "standard_error": round(se, 6),
+            "over": best_part or self.params["cf"],
         }
         if float(gain.mean()) <= se:
-            return chosen  # within noise of the better part: keep the simpler model
+            return chosen  # within noise of the better part (or below it): keep the simpler model
         return blend[1], blend[2]
 
     def score(self, user_idx: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from content_fakes import fit_context, topical_dataset
 
 from core.errors import TechniqueUnavailable
 from core.recommenders import create_recommender
-from core.recommenders.hybrid import DEFAULT_WEIGHTS
+from core.recommenders.hybrid import DEFAULT_WEIGHT, DEFAULT_WEIGHTS, HybridRecommender
 
 ALS = {"factors": 32, "regularization": 1.0}  # fixed, so ALS is not searched here
 
@@ -80,6 +80,40 @@ def test_fixed_weights_at_the_ends_rank_as_the_parts(sparse):
         create_recommender("hybrid", content="text", weight=1.5, cf_fixed=ALS).fit(ctx)
 
 
+def test_validation_table_holds_every_part_and_every_blend(sparse):
+    ctx = fit_context(sparse, encoders={"text": "text:fake", "image": "cnn:fake"}, seed=2)
+    hybrid = create_recommender("hybrid", contents=["text", "image"], cf_fixed=ALS).fit(ctx)
+    table = hybrid.params["validation_ndcg@10"]
+    assert set(table) == {"als_only", "text", "image"} and list(table["als_only"]) == ["0.0"]
+    blends = [str(w) for w in DEFAULT_WEIGHTS if w > 0]
+    assert list(table["text"]) == blends and list(table["image"]) == blends
+    single = hybrid.params["best_single"]
+    parts = {"als": table["als_only"]["0.0"], "text": table["text"]["1.0"],
+             "image": table["image"]["1.0"]}
+    assert single["ndcg@10"] == max(parts.values()) and parts[single["part"]] == single["ndcg@10"]
+    best = hybrid.params["best_blend"]  # recorded whether or not it won
+    inner = {(c, float(w)): v for c in ("text", "image") for w, v in table[c].items()
+             if float(w) < 1.0}
+    assert best["ndcg@10"] == max(inner.values()) == inner[(best["content"], best["weight"])]
+    assert best["over"] == single["part"]
+    assert best["gain"] == pytest.approx(best["ndcg@10"] - single["ndcg@10"], abs=2e-6)
+    assert best["standard_error"] > 0
+
+
+def test_untuned_blends_the_first_content_at_the_default_weight(sparse):
+    ctx = fit_context(sparse, encoders={"text": "text:fake"}, seed=2, options={"tune": False})
+    hybrid = create_recommender("hybrid", cf_fixed=ALS).fit(ctx)
+    assert (hybrid.params["content"], hybrid.params["weight"]) == ("text", DEFAULT_WEIGHT)
+    assert hybrid.params["row_label"] == f"Hybrid ALS + text (w={DEFAULT_WEIGHT:g})"
+    assert "validation_ndcg@10" not in hybrid.params
+
+
+def test_a_fixed_weight_of_one_says_so(sparse):
+    ctx = fit_context(sparse, encoders={"text": "text:fake"}, seed=2)
+    one = create_recommender("hybrid", content="text", weight=1, cf_fixed=ALS).fit(ctx)
+    assert one.params["row_label"] == "Hybrid: text alone (no blend: the weight was fixed at 1)"
+
+
 def test_any_collaborative_part(sparse):
     ctx = fit_context(sparse, encoders={"text": "text:noise"}, seed=2)
     hybrid = create_recommender("hybrid", cf="bpr", contents=["text"],
@@ -94,3 +128,27 @@ def test_any_collaborative_part(sparse):
         "Hybrid: BPR alone (no content blend: the weight was fixed at 0)")
     with pytest.raises(TechniqueUnavailable, match="unknown technique 'nope'"):
         create_recommender("hybrid", cf="nope").fit(ctx)
+
+
+def test_bpr_as_the_collaborative_part_is_tuned_as_its_own_row_and_named():
+    """Noise text and a BPR that learns: the hybrid keeps BPR, tuned as the ``bpr`` row is, and
+    every label says BPR (none says ALS)."""
+    ds = topical_dataset(n_users=120, per_user=8, seed=1)
+    ctx = fit_context(ds, encoders={"text": "text:noise"}, seed=1)
+    hybrid = create_recommender("hybrid", cf="bpr", contents=["text"]).fit(ctx)
+    bpr = create_recommender("bpr").fit(ctx)
+    assert hybrid.params["cf_params"]["tuning"] == bpr.params["tuning"]  # bpr's own search
+    assert hybrid.params["best_single"]["part"] == "bpr" and hybrid.params["weight"] == 0.0
+    assert hybrid.params["row_label"].startswith("Hybrid: BPR alone (no content blend: ")
+    users = np.arange(ds.n_users)
+    np.testing.assert_array_equal(hybrid.score(users), bpr.score(users))
+    assert _validation(ctx, hybrid) == _validation(ctx, bpr)
+    assert HybridRecommender.row_title({"cf": "bpr"}) == "Hybrid BPR + content"
+    assert HybridRecommender.row_title({}) == "Hybrid ALS + content"
+    assert "ALS" not in hybrid.params["row_label"]
+
+
+def test_an_unknown_collaborative_part_is_the_registrys_error(sparse):
+    ctx = fit_context(sparse, encoders={"text": "text:fake"}, seed=2)
+    with pytest.raises(TechniqueUnavailable, match=r"unknown technique 'nope': choose from .*als"):
+        create_recommender("hybrid", cf="nope", contents=["text"]).fit(ctx)

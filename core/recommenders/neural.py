@@ -17,7 +17,8 @@ for all of them:
 * **Training.** BPR: each step takes a batch of train pairs ``(u, i)`` in a seeded random order and
   one negative ``j`` per pair, drawn uniformly among the items ``u`` has not interacted with in
   train; the loss is ``-log σ(s(u, i) - s(u, j))`` averaged, plus the network's regularisation.
-  Adam, on CUDA when present, else CPU; seeded (weights, order, negatives).
+  Adam, on CUDA when present, else CPU; seeded (weights, order, negatives) and run with torch's
+  deterministic algorithms, so the same seed gives the same model whatever the thread timing.
 * **Early stopping.** With tuning on (``ctx.tuning()``) the validation nDCG@10 of the current
   embeddings is measured every ``eval_every`` epochs; training stops after ``patience``
   measurements without an improvement above ``TOLERANCE`` (or at ``max_epochs``), and the
@@ -31,6 +32,7 @@ for all of them:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import time
@@ -160,6 +162,21 @@ def _spmm_function():
     return SpMM
 
 
+@contextlib.contextmanager
+def deterministic(torch):
+    """torch's deterministic algorithms while training (restored after): with several CPU threads
+    some backward reductions otherwise add in a varying order, and the attention of ``fusion``
+    turns those last-bit differences into other rankings from one run to the next with the same
+    seed (on CUDA an op without a deterministic version only warns)."""
+    was, warn = torch.are_deterministic_algorithms_enabled(), \
+        torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=warn)
+
+
 def _device() -> str:
     import torch
 
@@ -278,8 +295,9 @@ class BPRTechnique(PopularityFallback):
         t0 = time.perf_counter()
         for n, trial in enumerate(trials):
             params = {**base, **trial}
-            emb, info = self._train(torch, ctx, params, feats, device, validator,
-                                    trial=(n + 1, len(trials)))
+            with deterministic(torch):
+                emb, info = self._train(torch, ctx, params, feats, device, validator,
+                                        trial=(n + 1, len(trials)))
             results.append({**trial, **info})
             score = info.get("ndcg@10", 0.0)
             if best is None or score > best[0] + TOLERANCE:

@@ -108,7 +108,9 @@ def _digest(payload: Mapping[str, Any], n: int = 24) -> str:
 def dataset_key(spec: str, options: Any, ds: Any) -> str:
     """Identity of a loaded dataset: its spec, the load options (``core.data.LoadOptions``;
     ``None`` = the defaults) and its counts (users, items, interactions, photos), so edited files
-    behind one spec give another identity. ``LabData.key`` (the app) and ``evaluate`` (the CLI)
+    behind one spec give another identity; a dataset carrying its own split (``split_label``)
+    adds a hash of each interaction's (user, item, label), so relabelling the split with the same
+    counts never reuses runs of the old split. ``LabData.key`` (the app) and ``evaluate`` (the CLI)
     both come from here."""
     if options is None:
         from core.data import LoadOptions
@@ -117,7 +119,13 @@ def dataset_key(spec: str, options: Any, ds: Any) -> str:
     opts = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else dict(options)
     counts = {"users": int(ds.n_users), "items": int(ds.n_items),
               "interactions": int(len(ds.interactions)), "photos": int(len(ds.photos))}
-    return _digest({"spec": str(spec).strip(), "options": opts, "counts": counts}, 16)
+    identity = {"spec": str(spec).strip(), "options": opts, "counts": counts}
+    if getattr(ds, "has_split_labels", False):  # the file's own split (mmrec: x_label)
+        from core.data.dataset import SPLIT_LABEL
+
+        frame = ds.interactions[["user", "item", SPLIT_LABEL]].to_numpy(dtype="int64")
+        identity["split_labels"] = hashlib.sha256(frame.tobytes()).hexdigest()[:16]
+    return _digest(identity, 16)
 
 
 def run_options(options: Mapping[str, Any] | None, tune: bool | None = None) -> dict[str, Any]:

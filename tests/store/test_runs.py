@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 from store_helpers import FakeEncoder
@@ -269,3 +270,20 @@ def test_without_fcntl_the_lock_still_holds_within_the_process(tmp_path, monkeyp
     assert b.acquire(timeout=0)
     b.release()
     assert not (tmp_path / "k.lock").exists()  # no file needed
+
+
+def test_dataset_key_follows_the_files_own_split_labels(tiny):
+    from core.data.dataset import SPLIT_LABEL
+
+    def relabelled(labels):
+        inter = tiny.interactions.assign(**{SPLIT_LABEL: labels})
+        return type(tiny)(name=tiny.name, interactions=inter, items=tiny.items,
+                          photos=tiny.photos, user_ids=tiny.user_ids)
+
+    n = len(tiny.interactions)
+    first = relabelled(np.zeros(n, dtype=np.int8))
+    swapped = relabelled(np.r_[np.zeros(n - 1, dtype=np.int8), np.int8(2)])  # same counts
+    assert dataset_key("mmrec:x", None, first) == dataset_key("mmrec:x", None, relabelled(
+        np.zeros(n, dtype=np.int8)))
+    assert dataset_key("mmrec:x", None, first) != dataset_key("mmrec:x", None, swapped)
+    assert dataset_key("demo", None, tiny) == dataset_key("demo", None, tiny)  # no labels

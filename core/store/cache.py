@@ -29,10 +29,11 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -56,8 +57,8 @@ CREATE TABLE IF NOT EXISTS dataset_map(
     mtime_ns BIGINT, PRIMARY KEY (dataset, kind, key));
 """
 
-__all__ = ["DB_NAME", "LOCK_TIMEOUT_ENV", "SCHEMA_VERSION", "EmbeddingStore", "Lookup",
-           "file_hash", "text_hash"]
+__all__ = ["DB_NAME", "LOCK_TIMEOUT_ENV", "SCHEMA_VERSION", "ComputeEngine", "EmbeddingStore",
+           "EncodedBatch", "Lookup", "file_hash", "local_batches", "text_hash"]
 
 
 def text_hash(text: str) -> str:
@@ -217,6 +218,7 @@ class EmbeddingStore(DuckStore):
         hashes: Sequence[str | None] | None = None,
         progress: Progress | None = None,
         batch_size: int | None = None,
+        engine: ComputeEngine | None = None,
     ) -> Lookup:
         """Vectors of ``inputs`` (image paths or texts) under ``encoder``, encoding only misses.
 
@@ -229,6 +231,9 @@ class EmbeddingStore(DuckStore):
                 ``total`` distinct misses, ``message`` = ``"SPEC images"`` / ``"SPEC texts"``)
                 while misses are encoded.
             batch_size: inference batch size (default: the encoder's).
+            engine: where the misses are encoded (``ComputeEngine``); None: here, in this
+                process (``local_batches``). ``core.store.ray_engine.RayEngine`` encodes them on
+                a Ray cluster. Either way each batch it yields is committed here.
         Returns:
             ``Lookup`` aligned with ``inputs``. Undecodable images have ``ok`` False, are listed in
             ``bad`` and remembered, so later runs skip them without decoding again.
@@ -259,9 +264,17 @@ class EmbeddingStore(DuckStore):
         new_rows: dict[str, np.ndarray] = {}
         new_bad: dict[str, str] = dict(known_bad)
         if misses:
-            self._compute(encoder, modality, misses, [inputs[first[h]] for h in misses],
-                          new_rows, new_bad, progress, batch_size)
-            dim = int(encoder.dim)
+            payloads = [inputs[first[h]] for h in misses]
+            if engine is None:
+                encoder.load()  # before any progress bar: missing weights fail cleanly here
+                batches = local_batches(encoder, modality, misses, payloads, batch_size)
+            else:
+                batches = engine.batches(self, encoder, modality, misses, payloads, batch_size,
+                                         progress)
+            self._commit(encoder, modality, misses, batches, new_rows, new_bad, progress)
+            # the encoder's own size, else that of what was encoded (a remote engine never
+            # loads the model here, and some encoders learn their size when loaded)
+            dim = int(encoder.dim or 0) or next((len(v) for v in new_rows.values()), 0)
         vectors = np.zeros((n, dim), dtype=np.float32)
         ok = np.zeros(n, dtype=bool)
         hits = 0
@@ -282,38 +295,27 @@ class EmbeddingStore(DuckStore):
         return Lookup(vectors, ok, hits=hits, computed=int(ok.sum()) - hits, bad=bad,
                       seconds=time.perf_counter() - t0)
 
-    def _compute(self, encoder, modality, misses, payloads, new_rows, new_bad, progress,
-                 batch_size) -> None:
-        encoder.load()  # before any progress bar: missing weights fail cleanly here
-        total = len(misses)
-        done = 0
+    def _commit(self, encoder, modality: str, misses: list[str], batches: Iterator[EncodedBatch],
+                new_rows: dict, new_bad: dict, progress: Progress | None) -> None:
+        """Commit each batch an engine yields in its own transaction (``_write_batch``), then
+        resume the engine (which may then drop what it kept for this batch); ``embed`` events
+        count the distinct misses committed."""
+        remaining = set(misses)
+        total = len(remaining)
         label = f"{encoder.spec} {modality}s"
 
-        def report(done: int) -> None:
+        def report() -> None:
             if progress:
-                progress(ProgressEvent("embed", None, done, total, label))
+                progress(ProgressEvent("embed", None, total - len(remaining), total, label))
 
-        report(0)
-        if modality == "text":
-            order = sorted(range(total), key=lambda i: -len(payloads[i]))
-            step = max(TEXT_COMMIT_ROWS, batch_size or 0)
-            for start in range(0, total, step):
-                idx = order[start:start + step]
-                vecs = _encode_texts(encoder, [payloads[i] for i in idx], batch_size)
-                hs = [misses[i] for i in idx]
-                self._write_batch(encoder, modality, hs, vecs, [])
-                new_rows.update(zip(hs, vecs))
-                done += len(idx)
-                report(done)
-            return
-        for positions, vecs, bad in _image_batches(encoder, payloads, batch_size):
-            hs = [misses[i] for i in positions]
-            bad_rows = [(misses[i], reason) for i, reason in bad]
-            self._write_batch(encoder, modality, hs, vecs, bad_rows)
-            new_rows.update(zip(hs, vecs))
-            new_bad.update(bad_rows)
-            done += len(positions) + len(bad)
-            report(done)
+        report()
+        for hashes, vecs, bad in batches:
+            self._write_batch(encoder, modality, list(hashes), vecs, list(bad))
+            new_rows.update(zip(hashes, vecs))
+            new_bad.update(bad)
+            remaining.difference_update(hashes)
+            remaining.difference_update(h for h, _ in bad)
+            report()
 
     # --- dataset maps -----------------------------------------------------------------------------
     def photo_hashes(self, dataset: str, keys: Sequence[str],
@@ -430,6 +432,42 @@ class EmbeddingStore(DuckStore):
             con.execute("COMMIT")
             con.execute("CHECKPOINT")
         return int(removed)
+
+
+# --- engines: where misses are encoded ---------------------------------------------------------
+#: One encoded batch: (content hashes with vectors, their vectors (n, d), [(hash, reason)] of
+#: inputs that could not be decoded). ``get_or_compute`` commits each in one transaction.
+EncodedBatch = tuple[list[str], np.ndarray, list[tuple[str, str]]]
+
+
+class ComputeEngine(Protocol):
+    """Where ``get_or_compute`` has its misses encoded (None: in this process).
+
+    ``batches`` yields ``EncodedBatch``es covering ``misses`` (it may add rows for other hashes;
+    they are stored too); the store commits each one before asking for the next, so code after
+    a ``yield`` runs once that batch is in the cache.
+    """
+
+    def batches(self, store: EmbeddingStore, encoder, modality: str, misses: list[str],
+                payloads: list, batch_size: int | None,
+                progress: Progress | None) -> Iterator[EncodedBatch]: ...
+
+
+def local_batches(encoder, modality: str, misses: list[str], payloads: list,
+                  batch_size: int | None) -> Iterator[EncodedBatch]:
+    """The in-process engine: encode ``payloads`` (texts or image paths; ``misses`` are their
+    hashes) here, texts in commits of ``TEXT_COMMIT_ROWS`` (longest first), images batch by
+    batch."""
+    if modality == "text":
+        order = sorted(range(len(misses)), key=lambda i: -len(payloads[i]))
+        step = max(TEXT_COMMIT_ROWS, batch_size or 0)
+        for start in range(0, len(order), step):
+            idx = order[start:start + step]
+            yield ([misses[i] for i in idx],
+                   _encode_texts(encoder, [payloads[i] for i in idx], batch_size), [])
+        return
+    for positions, vecs, bad in _image_batches(encoder, payloads, batch_size):
+        yield [misses[i] for i in positions], vecs, [(misses[i], reason) for i, reason in bad]
 
 
 # --- encoder adapters: torch encoders stream batches; any other Encoder works too ---------------

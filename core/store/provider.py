@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from core.progress import Progress, resolve_progress
-from core.store.cache import EmbeddingStore, text_hash
+from core.store.cache import ComputeEngine, EmbeddingStore, text_hash
 
 _TEXT_MEMO = 32
 
@@ -63,6 +63,8 @@ class EmbeddingProvider:
         progress: a ``core.progress.Progress`` (called with ``embed`` events while inputs are
             encoded), ``True`` for tqdm bars on stderr (``ConsoleProgress``), or None.
         batch_size: inference batch size (default: each encoder's).
+        engine: where misses are encoded (``core.store.cache.ComputeEngine``); None: in this
+            process. ``core.store.ray_engine.RayEngine`` encodes them on a Ray cluster.
 
     Attributes:
         report: per encoder spec, counts: ``bad_images``, ``cached``, ``computed`` (distinct
@@ -72,11 +74,13 @@ class EmbeddingProvider:
     """
 
     def __init__(self, dataset, cache_root: str | Path, progress: bool | Progress | None = None,
-                 batch_size: int | None = None, store: EmbeddingStore | None = None) -> None:
+                 batch_size: int | None = None, store: EmbeddingStore | None = None,
+                 engine: ComputeEngine | None = None) -> None:
         self.dataset = dataset
         self.store = store or EmbeddingStore(cache_root)
         self.progress = resolve_progress(progress)
         self.batch_size = batch_size
+        self.engine = engine
         self.report: dict[str, dict] = {}
         self.timings: dict[tuple[str, str], float] = {}
         self._memo: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
@@ -128,7 +132,8 @@ class EmbeddingProvider:
         first, inverse = _distinct(hashes)
         res = self.store.get_or_compute(enc, "text", [clean[nonempty[j]] for j in first],
                                         hashes=[hashes[j] for j in first],
-                                        progress=self.progress, batch_size=self.batch_size)
+                                        progress=self.progress, batch_size=self.batch_size,
+                                        engine=self.engine)
         dim = res.vectors.shape[1] if res.vectors.ndim == 2 else int(enc.dim)
         vecs = np.zeros((len(clean), dim), dtype=np.float32)
         ok = np.zeros(len(clean), dtype=bool)
@@ -158,7 +163,8 @@ class EmbeddingProvider:
             first, inverse = _distinct(hashes)
             res = self.store.get_or_compute(enc, "image", [paths[j] for j in first],
                                             hashes=[hashes[j] for j in first],
-                                            progress=self.progress, batch_size=self.batch_size)
+                                            progress=self.progress, batch_size=self.batch_size,
+                                            engine=self.engine)
             c = self._counts(spec)
             c["bad_images"] += len(res.bad)
             c["cached"] += res.hits

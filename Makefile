@@ -21,7 +21,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PIP_INSTALL) -e '.[test]'
+	$(PIP_INSTALL) -e '.[test,distributed]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -32,7 +32,7 @@ app: $(STAMP) demo
 		--server.headless true --browser.gatherUsageStats false
 
 test: $(STAMP)
-	$(PIP_INSTALL) -e '.[test]'
+	$(PIP_INSTALL) -e '.[test,distributed]'
 	$(PY) -m ruff check core app_pages tests bench app.py
 	$(PY) -m pytest -q
 
@@ -47,7 +47,7 @@ lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet -e '.[test]'
+	.lock-venv/bin/python -m pip install --quiet -e '.[test,distributed]'
 	{ sed -n '1,3p' $(LOCK) 2>/dev/null; \
 	  echo "# Python $$(.lock-venv/bin/python -c 'import platform; print(platform.python_version())'), $$(uname -m), resolved $$(date +%Y-%m-%d)."; \
 	  .lock-venv/bin/python -m pip freeze --exclude-editable; } > $(LOCK).new

@@ -130,11 +130,30 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from core.store import embed_dataset
 
     ds = _load(args)
-    report = embed_dataset(ds, args.encoder, cache_dir(args.cache_dir), modality=args.modality,
-                           progress=True, batch_size=args.batch_size)
+    with _embed_engine(args) as engine:
+        report = embed_dataset(ds, args.encoder, cache_dir(args.cache_dir),
+                               modality=args.modality, progress=True,
+                               batch_size=args.batch_size, engine=engine)
     for line in report.lines():
         print(line)
     return 0
+
+
+def _embed_engine(args: argparse.Namespace):
+    """``embed``'s engine as a context manager: None (in this process) or a ``RayEngine``."""
+    from contextlib import nullcontext
+
+    if args.engine != "ray":
+        given = [flag for flag, value in (("--ray-address", args.ray_address),
+                                          ("--ray-batch", args.ray_batch),
+                                          ("--ray-actors", args.ray_actors)) if value is not None]
+        if given:
+            raise LabError(f"{', '.join(given)} only apply with --engine ray")
+        return nullcontext(None)
+    from core.store.ray_engine import RayEngine
+
+    return RayEngine(address=args.ray_address, rows_per_shard=args.ray_batch,
+                     actors=args.ray_actors)
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -261,6 +280,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--modality", choices=["image", "text", "all"], default="all")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="where the inputs the cache lacks are encoded: in this process (local) "
+                        "or on a Ray cluster (ray; pip install -e '.[distributed]')")
+    g = p.add_argument_group("Ray engine (--engine ray; docs/distributed.md)")
+    g.add_argument("--ray-address", default=None,
+                   help="cluster to join, HEAD:6379 (default: $RAY_ADDRESS, else a local Ray on "
+                        "this machine's cores)")
+    g.add_argument("--ray-batch", type=int, default=None,
+                   help="inputs per shard: one Ray batch, one Parquet file, one cache "
+                        "transaction (default: from the cluster's size, 32-1024)")
+    g.add_argument("--ray-actors", type=int, default=None,
+                   help="encoder actors, one model each (default: one per GPU, else one per 4 "
+                        "CPUs of each node)")
     _add_common(p)
     p.set_defaults(func=cmd_embed)
 

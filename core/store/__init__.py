@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.store.cache import DB_NAME, SCHEMA_VERSION, EmbeddingStore, Lookup
+from core.store.cache import DB_NAME, SCHEMA_VERSION, ComputeEngine, EmbeddingStore, Lookup
 from core.store.provider import EmbeddingProvider
 
 __all__ = [
@@ -48,6 +48,9 @@ class EmbedReport:
     seconds: float = 0.0
     #: the encoder's ``precision_report`` (empty for encoders without one, e.g. test fakes)
     precision: dict = field(default_factory=dict)
+    #: what the engine says it did (``RayEngine.summary()``: cluster, actors, shards); empty
+    #: in process
+    engine: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """Human-readable summary lines for the CLI."""
@@ -80,24 +83,41 @@ class EmbedReport:
                        f"{p['seconds']:.2f} s{speed}")
         for reason in self.bad_examples[:5]:
             out.append(f"  bad input: {reason}")
+        out.extend(f"  {line}" for line in self.engine)
         out.append(f"  done in {self.seconds:.2f} s (identical inputs are encoded once)")
         return out
 
 
 def embed_dataset(ds, encoder_spec: str, cache_root: Path, modality: str = "all",
-                  progress=True, batch_size: int | None = None) -> EmbedReport:
+                  progress=True, batch_size: int | None = None,
+                  engine: str | ComputeEngine | None = None) -> EmbedReport:
     """Embed a dataset's photos (``image``) and/or review + item texts (``text``) into the cache.
 
     ``modality="all"`` does whatever the encoder supports; asking for a modality the encoder does
     not have raises ``EncoderUnavailable``. Re-running is a cache hit; an interrupted run resumes.
+
+    ``engine``: where the inputs the cache lacks are encoded: None or ``"local"`` in this
+    process; ``"ray"`` on a Ray cluster (a ``core.store.ray_engine.RayEngine`` with its defaults,
+    started and stopped here); or an engine object (e.g. ``RayEngine(address=...)``, which its
+    caller closes). Which inputs are missing, and how their rows are stored, is the same for all.
     """
     from core.encoders import create_encoder
     from core.errors import EncoderUnavailable
 
+    if engine == "ray":
+        from core.store.ray_engine import RayEngine
+
+        with RayEngine() as ray_engine:
+            return embed_dataset(ds, encoder_spec, cache_root, modality, progress, batch_size,
+                                 ray_engine)
+    if isinstance(engine, str):
+        if engine != "local":
+            raise ValueError(f"engine must be local or ray, not {engine!r}")
+        engine = None
     t0 = time.perf_counter()
     enc = create_encoder(encoder_spec, dataset=ds, cache_root=cache_root)
     if getattr(enc, "kind", "") == "align":
-        return _embed_aligned(ds, enc, cache_root, modality, progress, batch_size, t0)
+        return _embed_aligned(ds, enc, cache_root, modality, progress, batch_size, t0, engine)
     if modality not in ("all", "image", "text"):
         raise ValueError(f"modality must be all, image or text, not {modality!r}")
     wanted = set(enc.modalities) if modality == "all" else {modality}
@@ -106,7 +126,8 @@ def embed_dataset(ds, encoder_spec: str, cache_root: Path, modality: str = "all"
             f"{encoder_spec} encodes {', '.join(sorted(enc.modalities))} only, not {modality}; "
             "pick another --modality or encoder"
         )
-    prov = EmbeddingProvider(ds, cache_root, progress=progress, batch_size=batch_size)
+    prov = EmbeddingProvider(ds, cache_root, progress=progress, batch_size=batch_size,
+                             engine=engine)
     report = EmbedReport(ds.name, encoder_spec, enc.id, bool(getattr(enc, "untrained", False)),
                          precision=dict(getattr(enc, "precision_report", {}) or {}))
     jobs = []
@@ -132,19 +153,25 @@ def embed_dataset(ds, encoder_spec: str, cache_root: Path, modality: str = "all"
         row["distinct"] = row["cached"] + row["computed"] + row["bad"]
         report.parts.append(row)
     report.bad_examples = list(prov._counts(encoder_spec)["bad_examples"])
+    report.engine = _engine_summary(engine)
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _embed_aligned(ds, enc, cache_root: Path, modality: str, progress, batch_size, t0: float
-                   ) -> EmbedReport:
+def _engine_summary(engine) -> list[str]:
+    summary = getattr(engine, "summary", None)
+    return list(summary()) if summary else []
+
+
+def _embed_aligned(ds, enc, cache_root: Path, modality: str, progress, batch_size, t0: float,
+                   engine=None) -> EmbedReport:
     """``embed_dataset`` of an ``align:`` encoder: its towers' vectors go into the cache (text
     tower: texts, image tower: photos), then its heads are trained (or found) — its own vectors
     are the heads applied to those, never stored."""
     report = EmbedReport(ds.name, enc.spec, enc.id, bool(enc.untrained))
     for tower, mod in ((enc.text_spec, "text"), (enc.image_spec, "image")):
         if modality in ("all", mod):
-            part = embed_dataset(ds, tower, cache_root, mod, progress, batch_size)
+            part = embed_dataset(ds, tower, cache_root, mod, progress, batch_size, engine)
             report.parts.extend(dict(p, part=f"{p['part']} ({tower})") for p in part.parts)
             report.bad_examples.extend(part.bad_examples)
     prov = EmbeddingProvider(ds, cache_root, progress=progress, batch_size=batch_size)
@@ -154,6 +181,7 @@ def _embed_aligned(ds, enc, cache_root: Path, modality: str, progress, batch_siz
     report.parts.append({"part": "heads", "total": 1, "seconds": time.perf_counter() - t,
                          "cached": 0 if trained else 1, "computed": 1 if trained else 0,
                          "bad": 0, "distinct": 1, "summary": enc.info.get("summary", "")})
+    report.engine = _engine_summary(engine)
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -221,11 +221,11 @@ def clip_weights_here(spec: str) -> bool:
     model, _, tag = body.partition("/")
     if tag == "untrained" or tag.startswith("file="):
         return True
-    try:
-        from core.encoders.clip import local_pretrained_file
+    from core.encoders.clip import local_pretrained_file
 
+    try:
         return local_pretrained_file(model, tag) is not None
-    except Exception:  # noqa: BLE001 - open_clip missing or an unknown pair: not here
+    except Exception:  # noqa: BLE001 - an unreadable cache counts as not here
         return False
 
 
@@ -243,7 +243,8 @@ def list_encoders(check: bool = True) -> list[dict]:
 
     With ``check`` the local caches are probed (HF hub cache, torch hub cache, installed packages),
     never the network; without it ``available`` is ``None`` ("not checked"). Open_clip pairs whose
-    weights are cached locally are listed too.
+    weights are cached locally are listed too. Either way only files are looked at: neither torch
+    nor open_clip / torchvision is imported (the app's sidebar calls this on its first page).
     """
     rows: list[dict] = []
     not_checked = "not checked"
@@ -287,19 +288,14 @@ def list_encoders(check: bool = True) -> list[dict]:
     clip_pairs = list(CLIP_SHOWCASE)
     local: dict[tuple[str, str], str | None] = {}
     if check:
-        try:
-            import open_clip
+        from core.encoders.clip import local_pretrained_file, pretrained_pairs
 
-            from core.encoders.clip import local_pretrained_file
-
-            for model, tag in open_clip.list_pretrained():
-                try:
-                    local[(model, tag)] = local_pretrained_file(model, tag)
-                except Exception:  # noqa: BLE001 - odd registry entries count as missing
-                    local[(model, tag)] = None
-            clip_pairs += [p for p, f in local.items() if f and p not in clip_pairs]
-        except ImportError:
-            local = {}
+        for model, tag in pretrained_pairs():
+            try:
+                local[(model, tag)] = local_pretrained_file(model, tag)
+            except Exception:  # noqa: BLE001 - odd registry entries count as missing
+                local[(model, tag)] = None
+        clip_pairs += [p for p, f in local.items() if f and p not in clip_pairs]
     for model, tag in clip_pairs:
         spec = f"clip:{model}/{tag}"
         if not check:
@@ -344,12 +340,9 @@ def list_encoders(check: bool = True) -> list[dict]:
         if not check:
             ok, why = None, not_checked
         else:
-            import torchvision.models as tvm
+            from core.encoders.cnn import torchvision_weights_file
 
-            from core.encoders.weights import torch_hub_file
-
-            url = tvm.get_model_weights(arch).DEFAULT.url
-            ok = torch_hub_file(url) is not None
+            ok = torchvision_weights_file(arch) is not None
             why = "in the torch hub cache" if ok else (
                 "weights not in the torch hub cache (downloaded on first use when online)")
         rows.append(_row(spec, "cnn", ["image"], f"torchvision ImageNet {arch} ({dim}-d)", ok, why))

@@ -12,6 +12,8 @@ L2-normalised mean of the windows is its vector (a different id, so both can be 
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import logging
 import os
 from pathlib import Path
@@ -33,11 +35,140 @@ def clip_url_cache_file(url: str, cache_dir: str | None = None) -> str | None:
     return path if os.path.isfile(path) else None
 
 
-def local_pretrained_file(model: str, tag: str) -> str | None:
-    """Where the weights of ``model``/``tag`` already are on disk (HF or URL cache), else None."""
+# --- open_clip's pretrained table, read without importing open_clip (which imports torch) -------
+Registry = dict[str, dict[str, dict[str, Any]]]
+_registry_memo: dict[tuple[str, int], Registry] = {}
+_OPAQUE = object()  # a value the table reader does not evaluate (only url / hf_hub matter)
+
+
+def _open_clip_table_file() -> Path | None:
+    """``open_clip/pretrained.py`` of the installed open_clip, found without importing it."""
+    try:
+        found = importlib.util.find_spec("open_clip")
+    except (ImportError, ValueError):
+        return None
+    if found is None or not found.submodule_search_locations:
+        return None
+    path = Path(next(iter(found.submodule_search_locations))) / "pretrained.py"
+    return path if path.is_file() else None
+
+
+def _literal(node: ast.AST, names: dict[str, Any]) -> Any:
+    """The value of a node of open_clip's table: literals, names bound earlier in the module,
+    ``dict(...)`` and the ``_pcfg(url=..., hf_hub=..., **kw)`` family (a ``*cfg`` call gives
+    ``{"url", "hf_hub", **kw}``); anything else is ``_OPAQUE``."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        return names.get(node.id, _OPAQUE)
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return [_literal(e, names) for e in node.elts]
+    if isinstance(node, ast.Dict):
+        out: dict[str, Any] = {}
+        for key, value in zip(node.keys, node.values):
+            item = _literal(value, names)
+            if key is None:  # {**other}
+                out.update(item if isinstance(item, dict) else {})
+            elif isinstance(k := _literal(key, names), str):
+                out[k] = item
+        return out
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        kwargs: dict[str, Any] = {}
+        for kw in node.keywords:
+            item = _literal(kw.value, names)
+            if kw.arg is None:
+                kwargs.update(item if isinstance(item, dict) else {})
+            else:
+                kwargs[kw.arg] = item
+        if node.func.id == "dict" and not node.args:
+            return kwargs
+        if node.func.id.endswith("cfg"):
+            positional = dict(zip(("url", "hf_hub"), (_literal(a, names) for a in node.args)))
+            return {"url": "", "hf_hub": "", **positional, **kwargs}
+    return _OPAQUE
+
+
+def _parse_table(source: str) -> Registry:
+    """``_PRETRAINED`` of open_clip's ``pretrained.py`` source, with its ``-quickgelu`` copies
+    (which open_clip adds in a loop after the table): ``{model: {tag: {url, hf_hub,
+    quick_gelu}}}``. Raises ``ValueError`` when the source has no readable table."""
+    names: dict[str, Any] = {}
+    for stmt in ast.parse(source).body:
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 \
+                and isinstance(stmt.targets[0], ast.Name):
+            names[stmt.targets[0].id] = _literal(stmt.value, names)
+    table = names.get("_PRETRAINED")
+    if not isinstance(table, dict) or not table:
+        raise ValueError("no _PRETRAINED table")
+    out: Registry = {}
+    for model, tags in table.items():
+        if not isinstance(tags, dict):
+            raise ValueError(f"_PRETRAINED[{model!r}] is not a dict")
+        out[model] = {}
+        for tag, cfg in tags.items():
+            if not isinstance(cfg, dict):
+                raise ValueError(f"_PRETRAINED[{model!r}][{tag!r}] is not a dict")
+            url, hub = cfg.get("url", ""), cfg.get("hf_hub", "")
+            out[model][tag] = {"url": url if isinstance(url, str) else "",
+                               "hf_hub": hub if isinstance(hub, str) else "",
+                               "quick_gelu": cfg.get("quick_gelu") is True}
+    for model, tags in list(out.items()):
+        quick = {tag: dict(cfg) for tag, cfg in tags.items() if cfg["quick_gelu"]}
+        if quick:
+            out[model + "-quickgelu"] = quick
+    return out
+
+
+def _imported_table() -> Registry:
+    """The same table through open_clip itself (imports torch): the fallback when its source
+    cannot be read."""
     import open_clip
 
-    cfg = open_clip.get_pretrained_cfg(model, tag) or {}
+    out: Registry = {}
+    for model, tag in open_clip.list_pretrained():
+        cfg = open_clip.get_pretrained_cfg(model, tag) or {}
+        out.setdefault(model, {})[tag] = {"url": cfg.get("url", "") or "",
+                                          "hf_hub": cfg.get("hf_hub", "") or "",
+                                          "quick_gelu": bool(cfg.get("quick_gelu"))}
+    return out
+
+
+def pretrained_registry() -> Registry:
+    """open_clip's pretrained weights, ``{model: {tag: {url, hf_hub, quick_gelu}}}``, in
+    ``open_clip.list_pretrained()`` order; empty when open_clip is not installed.
+
+    Read from the installed ``open_clip/pretrained.py`` source with ``ast`` (no import, so no
+    torch: the app's encoder list stays fast), memoised per file and mtime; if that file cannot
+    be read as a table, open_clip itself is asked. Do not mutate the result."""
+    path = _open_clip_table_file()
+    if path is None:
+        return {}
+    key = (str(path), path.stat().st_mtime_ns)
+    if key not in _registry_memo:
+        try:
+            table = _parse_table(path.read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, ValueError):
+            table = _imported_table()
+        _registry_memo.clear()
+        _registry_memo[key] = table
+    return _registry_memo[key]
+
+
+def pretrained_pairs() -> list[tuple[str, str]]:
+    """Every ``(model, tag)`` open_clip has pretrained weights for (``list_pretrained()``)."""
+    return [(model, tag) for model, tags in pretrained_registry().items() for tag in tags]
+
+
+def pretrained_cfg(model: str, tag: str) -> dict[str, Any]:
+    """``{url, hf_hub, quick_gelu}`` of ``model``/``tag`` (the tag normalised as open_clip
+    does: lower case, ``-`` → ``_``), or ``{}`` for an unknown pair."""
+    return dict(pretrained_registry().get(model, {}).get(tag.lower().replace("-", "_"), {}))
+
+
+def local_pretrained_file(model: str, tag: str) -> str | None:
+    """Where the weights of ``model``/``tag`` already are on disk (HF or URL cache), else None.
+    Looks at files only (no open_clip or torch import, no network)."""
+    cfg = pretrained_cfg(model, tag)
     hub = cfg.get("hf_hub", "")
     if hub:
         repo, filename = os.path.split(hub)

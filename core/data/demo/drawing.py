@@ -305,10 +305,11 @@ def _draw_outside(d: ImageDraw.ImageDraw, cu: Cuisine, name: str, r: random.Rand
 
 
 def photo_bytes(cu: Cuisine, label: str, name: str, r: random.Random,
-                noise: np.ndarray) -> bytes:
+                noise: np.ndarray, small: bool = False) -> bytes:
     """A PHOTO_SIZE x PHOTO_SIZE JPEG (quality 85) of ``label`` (one of PHOTO_LABELS) for a
     restaurant of cuisine ``cu`` named ``name``, drawn from ``r``, blurred, plus ``noise`` (one of
-    ``noise_frames``) and an exposure shift."""
+    ``noise_frames``) and an exposure shift. ``small`` (scaled demos): half the size, softened by
+    the 2x2 reduction instead of the Gaussian blur, about 4x faster to make."""
     img = Image.new("RGB", (PHOTO_SIZE, PHOTO_SIZE))
     d = ImageDraw.Draw(img)
     if label in ("food", "drink"):
@@ -320,7 +321,12 @@ def photo_bytes(cu: Cuisine, label: str, name: str, r: random.Random,
         _draw_inside(d, cu, r)
     else:
         _draw_outside(d, cu, name, r)
-    img = img.filter(ImageFilter.GaussianBlur(r.choice((0.6, 0.9, 1.2))))
+    radius = r.choice((0.6, 0.9, 1.2))
+    if small:
+        img = img.reduce(2)
+        noise = noise[::2, ::2]
+    else:
+        img = img.filter(ImageFilter.GaussianBlur(radius))
     arr = np.asarray(img, dtype=np.int16) + noise
     # a light-level shift per photo, as phone shots differ in exposure
     arr += np.int16(r.randint(-18, 18))

@@ -1,20 +1,25 @@
-"""Evaluation speed: our evaluator vs ``implicit.evaluation.ranking_metrics_at_k``.
+"""Evaluation speed at scale: our evaluator vs ``implicit.evaluation.ranking_metrics_at_k``.
 
-Synthetic data of 100k users x 50k items (~1.4M interactions, popularity skew and taste groups),
-random 80/10/10 split, one ALS model (implicit, CPU) fitted on train. Both evaluators rank the test
-users over all items with train items masked, on the same model:
+Synthetic data of 500k users x 100k items (5M interactions, popularity skew and taste groups),
+random 80/10/10 split, one ALS model (implicit, CPU, 64 factors, 2 iterations: the model's quality
+does not matter for speed) fitted on train. Both evaluators rank every test user over all items
+with train items masked, on the same model:
 
 * ours: every metric (map, ndcg, recall, precision, hit_rate, mrr, coverage, novelty) at k = 10, 20,
-  30 from one top-30 pass;
+  30 from one top-30 pass, scored like the engine's ALS (``user_factors[users] @ item_factors.T``);
 * implicit: ``ranking_metrics_at_k`` (precision, map, ndcg, auc) at one K per call, so one call per
   k (the figure compared) — the time of its single K=30 call is printed as well.
 
-Each evaluator runs in its own subprocess so peak memory (VmHWM, which sees BLAS and torch buffers
-that tracemalloc does not) is its own; each gets its recommended BLAS setting (ours: the default
-threaded BLAS; implicit: ``OPENBLAS_NUM_THREADS=1``, as implicit asks). Then the same on
-``../shared/datasets/movielens-100k-posters`` when that directory exists (skipped otherwise).
+Each evaluator runs in its own subprocess so peak memory (VmHWM, which sees BLAS buffers that
+tracemalloc does not) is its own; imports happen before the timed region and are printed apart
+(a one-off per process). Each gets its recommended BLAS setting (ours: the default threaded BLAS;
+implicit: ``OPENBLAS_NUM_THREADS=1``, as implicit asks). Beside the times: the machine's measured
+fp32 matmul GFLOP/s (torch) and the scoring FLOP/s we reached, so the distance to the hardware is
+visible, and the load average, since the machine may be shared. Metric values are compared where
+the definitions coincide (map, ndcg; implicit's precision rebuilt from our per-user hits). Then
+the same on ``../shared/datasets/movielens-100k-posters`` when that directory exists.
 
-    python -m bench.eval_speed [--users 100000 --items 50000 --interactions 1400000]
+    python -m bench.eval_speed [--users 500000 --items 100000 --interactions 5000000]
 """
 
 from __future__ import annotations
@@ -101,40 +106,58 @@ def _load(path: str):
 
 
 def worker_ours(path: str) -> dict:
+    t0 = time.perf_counter()
     from core.evaluation.evaluator import evaluate_model
     from core.recommenders.base import Recommender
 
+    import_s = time.perf_counter() - t0
     train, test, uf, itf = _load(path)
+    spent = {"score": 0.0}
 
     class Factors(Recommender):
+        """Scores like the engine's implicit adapters: a fresh block per call."""
+
         name = "factors"
 
         def fit(self, ctx):  # pragma: no cover - fitted outside
             return self
 
         def score(self, user_idx):
-            return uf[user_idx] @ itf_t
+            t = time.perf_counter()
+            out = uf[user_idx] @ itf_t
+            spent["score"] += time.perf_counter() - t
+            return out
 
     itf_t = np.ascontiguousarray(itf.T)
     model = Factors()
     model.train_csr, model.n_items = train, train.shape[1]
     base = _vm_hwm_mb()
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     res = evaluate_model(model, train, test, KS)
     elapsed = time.perf_counter() - t0
     values = {f"{m}@{k}": v for (m, k), v in res.metrics.values.items()}
-    return {"seconds": elapsed, "peak_mb": _vm_hwm_mb(), "base_mb": base,
-            "n_users": res.n_users, "values": values}
+    n_rel = np.diff(test[res.users].indptr)
+    for k in KS:  # implicit's precision: sum of hits / sum of min(k, |R|) over users
+        hits = res.metrics.per_user["precision"][k] * k
+        values[f"implicit_precision@{k}"] = float(hits.sum() / np.minimum(n_rel, k).sum())
+    return {"seconds": elapsed, "score_seconds": spent["score"], "import_seconds": import_s,
+            "torch_imported": "torch" in sys.modules, "peak_mb": _vm_hwm_mb(), "base_mb": base,
+            "load": [load0, os.getloadavg()[0]], "n_users": res.n_users,
+            "cold_users": res.cold_users, "values": values}
 
 
 def worker_implicit(path: str) -> dict:
+    t0 = time.perf_counter()
     from implicit.cpu.als import AlternatingLeastSquares
     from implicit.evaluation import ranking_metrics_at_k
 
+    import_s = time.perf_counter() - t0
     train, test, uf, itf = _load(path)
     model = AlternatingLeastSquares(factors=uf.shape[1], num_threads=2)
     model.user_factors, model.item_factors = uf, itf
     base = _vm_hwm_mb()
+    load0 = os.getloadavg()[0]
     out, per_k = {}, {}
     t0 = time.perf_counter()
     for k in KS:
@@ -143,8 +166,9 @@ def worker_implicit(path: str) -> dict:
         per_k[k] = time.perf_counter() - t
         out.update({f"{m}@{k}": v for m, v in r.items()})
     elapsed = time.perf_counter() - t0
-    return {"seconds": elapsed, "seconds_per_k": per_k, "peak_mb": _vm_hwm_mb(),
-            "base_mb": base, "values": out}
+    return {"seconds": elapsed, "seconds_per_k": per_k, "import_seconds": import_s,
+            "peak_mb": _vm_hwm_mb(), "base_mb": base, "load": [load0, os.getloadavg()[0]],
+            "values": out}
 
 
 def _run_worker(kind: str, path: str) -> dict:
@@ -158,9 +182,21 @@ def _run_worker(kind: str, path: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def machine_gflops(block_users: int, factors: int, n_items: int) -> tuple[float, float]:
+    """fp32 matmul GFLOP/s of this machine (torch): a 2048^3 product, and the scoring product's
+    own shape (one block of users x factors times factors x items)."""
+    from bench._machine import matmul_gflops
+
+    return (matmul_gflops(2048, 2048, 2048, seconds=2.0),
+            matmul_gflops(block_users, factors, n_items, seconds=2.0))
+
+
 def compare(name: str, train: sp.csr_matrix, test: sp.csr_matrix, factors: int,
-            iterations: int) -> dict:
-    """Fit ALS once, run both evaluators in subprocesses, print times, ratio, memory, metrics."""
+            iterations: int, hardware: bool = False) -> dict:
+    """Fit ALS once, run both evaluators in subprocesses, print times, ratios, memory, FLOP/s
+    (with ``hardware``) and metric agreement."""
+    from core.evaluation.evaluator import BLOCK_BYTES, batch_size_for
+
     t0 = time.perf_counter()
     uf, itf = fit_als(train, factors, iterations)
     fit_s = time.perf_counter() - t0
@@ -171,37 +207,65 @@ def compare(name: str, train: sp.csr_matrix, test: sp.csr_matrix, factors: int,
                  shape=np.array(train.shape), user_factors=uf, item_factors=itf)
         ours = _run_worker("ours", path)
         theirs = _run_worker("implicit", path)
-    ratio = theirs["seconds"] / ours["seconds"]
-    print(f"[{name}] {train.shape[0]} users x {train.shape[1]} items, train {train.nnz} / test "
-          f"{test.nnz} interactions; ALS factors={factors} fitted in {fit_s:.1f}s; "
-          f"{ours['n_users']} test users")
-    print(f"  ours     : {ours['seconds']:7.2f}s  all 8 metrics at k={KS} (one top-30 pass), "
-          f"peak RSS {ours['peak_mb']:.0f} MB (+{ours['peak_mb'] - ours['base_mb']:.0f} MB "
-          "during evaluation)")
+    n_users, n_items = ours["n_users"], train.shape[1]
+    print(f"[{name}] {train.shape[0]} users x {n_items} items, train {train.nnz} / test "
+          f"{test.nnz} interactions; ALS factors={factors}, {iterations} iterations, fitted in "
+          f"{fit_s:.1f}s; {n_users} test users ranked over all items")
     per_k_s = {int(k): v for k, v in theirs["seconds_per_k"].items()}
-    per_k = ", ".join(f"K={k} {s:.2f}s" for k, s in per_k_s.items())
-    print(f"  implicit : {theirs['seconds']:7.2f}s  ranking_metrics_at_k once per k ({per_k}), "
-          f"peak RSS {theirs['peak_mb']:.0f} MB (+{theirs['peak_mb'] - theirs['base_mb']:.0f} "
-          "MB during evaluation)")
+    per_k = " + ".join(f"{s:.2f}" for s in per_k_s.values())
+    ks = ", ".join(str(k) for k in per_k_s)
+    print(f"  imports (one-off per process, not timed): ours {ours['import_seconds']:.2f}s "
+          f"(torch imported: {'yes' if ours['torch_imported'] else 'no'}), implicit "
+          f"{theirs['import_seconds']:.2f}s")
+    print(f"  ours     : {ours['seconds']:7.2f}s  all 8 metrics at k={KS} in one top-{max(KS)} "
+          f"pass (scoring {ours['score_seconds']:.2f}s of it); load avg {ours['load'][0]:.1f}"
+          f" -> {ours['load'][1]:.1f}")
+    print(f"  implicit : {theirs['seconds']:7.2f}s  ranking_metrics_at_k once per k "
+          f"(K={ks}: {per_k} s); load avg {theirs['load'][0]:.1f} -> {theirs['load'][1]:.1f}")
+    ratio = theirs["seconds"] / ours["seconds"]
     single = per_k_s[max(KS)] / ours["seconds"]
-    print(f"  ratio implicit/ours: {ratio:.2f}x (all k); {single:.2f}x vs its single "
-          f"K={max(KS)} call")
+    print(f"  ratio implicit/ours: {ratio:.2f}x (its 3 calls / our one pass); {single:.2f}x vs "
+          f"its single K={max(KS)} call")
+    bound = 4096
+    for who, r in (("ours", ours), ("implicit", theirs)):
+        print(f"  peak RSS {who:<8}: {r['peak_mb']:6.0f} MB (+{r['peak_mb'] - r['base_mb']:.0f} MB "
+              f"during evaluation)" + (f", bound {bound} MB: "
+                                       f"{'within' if r['peak_mb'] <= bound else 'OVER'}"
+                                       if who == "ours" else ""))
+    flop = 2.0 * n_users * n_items * factors
+    if hardware:
+        block = batch_size_for(n_items, BLOCK_BYTES)
+        square, shaped = machine_gflops(block, factors, n_items)
+        print(f"  machine fp32 matmul (torch, measured now): {square:.1f} GFLOP/s at 2048^3, "
+              f"{shaped:.1f} GFLOP/s at the scoring shape {block}x{factors} @ {factors}x{n_items}")
+        reached = flop / ours["score_seconds"] / 1e9
+        print(f"  scoring: {flop / 1e12:.2f} TFLOP; ours reached {reached:.1f} GFLOP/s in "
+              f"model.score (numpy BLAS), {flop / ours['seconds'] / 1e9:.1f} GFLOP/s "
+              f"end to end ({ours['score_seconds'] / ours['seconds']:.0%} of our time is scoring)")
+    o, t = ours["values"], theirs["values"]
+    worst = 0.0
     for k in KS:
-        o, t = ours["values"], theirs["values"]
-        print(f"  k={k}: map {o[f'map@{k}']:.5f} vs {t[f'map@{k}']:.5f}, ndcg "
-              f"{o[f'ndcg@{k}']:.5f} vs {t[f'ndcg@{k}']:.5f} (ours vs implicit)")
-    target = ours["seconds"] <= theirs["seconds"] and ours["seconds"] < 60 \
-        and ours["peak_mb"] < 4096
+        pairs = [(o[f"map@{k}"], t[f"map@{k}"]), (o[f"ndcg@{k}"], t[f"ndcg@{k}"]),
+                 (o[f"implicit_precision@{k}"], t[f"precision@{k}"])]
+        worst = max([worst] + [abs(a - b) for a, b in pairs])
+        print(f"  k={k}: map {pairs[0][0]:.5f} vs {pairs[0][1]:.5f}, ndcg {pairs[1][0]:.5f} vs "
+              f"{pairs[1][1]:.5f}, implicit's precision {pairs[2][0]:.5f} vs {pairs[2][1]:.5f} "
+              "(ours vs implicit)")
+    print(f"  largest difference: {worst:.1e} ({ours['cold_users']} test users have no train "
+          "item, hence zero factors and all-equal scores: we rank ties by lower item index, "
+          "implicit in heap order)")
+    target = ratio >= 2.0 and ours["peak_mb"] <= bound
     return {"ours": ours, "implicit": theirs, "ratio": ratio, "target_met": bool(target)}
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.eval_speed", description=__doc__)
-    p.add_argument("--users", type=int, default=100_000)
-    p.add_argument("--items", type=int, default=50_000)
-    p.add_argument("--interactions", type=int, default=1_400_000)
+    p = argparse.ArgumentParser(prog="python -m bench.eval_speed", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--users", type=int, default=500_000)
+    p.add_argument("--items", type=int, default=100_000)
+    p.add_argument("--interactions", type=int, default=5_000_000)
     p.add_argument("--factors", type=int, default=64)
-    p.add_argument("--iterations", type=int, default=5)
+    p.add_argument("--iterations", type=int, default=2)
     p.add_argument("--worker", choices=["ours", "implicit"], help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -214,8 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     mat = synthetic(args.users, args.items, args.interactions)
     train, test = random_split(mat)
     print(f"synthetic data: {mat.nnz} interactions generated in {time.perf_counter() - t0:.1f}s")
-    res = compare("synthetic", train, test, args.factors, args.iterations)
-    print(f"  target (ours as fast, < 60 s, < 4 GB): {'met' if res['target_met'] else 'NOT met'}")
+    res = compare("synthetic", train, test, args.factors, args.iterations, hardware=True)
+    print(f"  target (>= 2x implicit's three calls, peak <= 4 GB): "
+          f"{'met' if res['target_met'] else 'NOT met'}")
 
     if MOVIELENS.is_dir():
         from core.data import load_dataset

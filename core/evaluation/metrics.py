@@ -171,9 +171,8 @@ def evaluate_topk(
         for m, v in vals.items():
             out.per_user[m][k] = v
             out.values[(m, k)] = float(v.mean()) if n else float("nan")
-        if n_items:
-            top = ranked[:, :k]
-            out.values[("coverage", k)] = len(np.unique(top[top >= 0])) / float(n_items)
+    if n_items:
+        out.values.update(coverage(ranked, ks, n_items))
     if info is None:
         del out.per_user["novelty"]
     return out
@@ -192,7 +191,18 @@ def merge_topk(parts: list[TopKMetrics], ranked: np.ndarray, n_items: int | None
             out.per_user[m][k] = arr
             out.values[(m, k)] = float(arr.mean()) if len(arr) else float("nan")
     if n_items:
-        for k in parts[0].per_user["map"]:
-            top = ranked[:, :k]
-            out.values[("coverage", k)] = len(np.unique(top[top >= 0])) / float(n_items)
+        out.values.update(coverage(ranked, list(parts[0].per_user["map"]), n_items))
+    return out
+
+
+def coverage(ranked: np.ndarray, ks: list[int], n_items: int) -> dict[tuple[str, int], float]:
+    """``coverage@k`` for every ``k`` of ``ks`` from one pass over ``ranked`` (items are marked
+    column range by column range: the top-20 lists are the top-10 lists and 10 more items)."""
+    seen = np.zeros(n_items, dtype=bool)
+    out, done = {}, 0
+    for k in sorted(ks):
+        cols = ranked[:, done:k]
+        seen[cols[cols >= 0]] = True
+        out[("coverage", k)] = np.count_nonzero(seen) / float(n_items)
+        done = k
     return out

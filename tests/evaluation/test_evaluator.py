@@ -31,12 +31,9 @@ def test_top_k_breaks_ties_by_lower_index_and_masks():
     assert np.isneginf(vals[0, 5:]).all()
 
 
-@pytest.mark.parametrize("backend", ["torch", "numpy"])
-def test_top_k_matches_a_full_sort_with_many_ties(backend, monkeypatch):
-    import core.ranking
-
-    monkeypatch.setattr(core.ranking, "TORCH_MIN_ENTRIES", 0)
-    monkeypatch.setenv("MMREC_TOPK", backend)
+@pytest.mark.parametrize("method", ["chunked", "partition"])
+def test_top_k_matches_a_full_sort_with_many_ties(method, monkeypatch):
+    monkeypatch.setenv("MMREC_TOPK", method)
     rng = np.random.default_rng(0)
     scores = rng.integers(0, 50, size=(30, 5_000)).astype(np.float32)
     scores[3] = 1.0  # a row of equal scores

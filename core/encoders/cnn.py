@@ -89,10 +89,12 @@ class _CNNBase(TorchEncoder):
     # Small batches: on a 2-core CPU, EfficientNet-Lite0 runs ~25% faster at batch 8 than at 32
     # (activations stay in cache); larger batches buy nothing for convnets here.
     batch_size = 8
-    image_draft = 256
 
     def _preprocess(self, image):
         return self._transform(image)
+
+    def _image_transform(self):
+        return self._transform
 
     def _forward_images(self, batch):
         import torch

@@ -7,16 +7,19 @@ The ``Dataset`` owns the raw-id <-> index maps; pages and the CLI speak raw ids 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from core.data.texts import MemoryTexts, ReviewTexts
 from core.errors import DatasetError
 
-#: Columns of ``Dataset.interactions`` (one row per user-item event, e.g. a review).
-INTERACTION_COLUMNS = ("user", "item", "rating", "timestamp", "review_id", "text")
+#: Columns of ``Dataset.interactions`` (one row per user-item event, e.g. a review); the review
+#: text of each row lives beside the frame, in ``Dataset.texts``.
+INTERACTION_COLUMNS = ("user", "item", "rating", "timestamp", "review_id")
 #: Columns every ``Dataset.items`` frame has (row ``i`` describes item ``i``); loaders may add more.
 ITEM_COLUMNS = ("item_id", "name", "categories", "description", "attributes")
 #: Columns of ``Dataset.photos`` (one row per image; ``path`` is absolute).
@@ -28,6 +31,9 @@ REPEAT_MODES = ("collapse", "keep")
 SPLIT_LABEL = "split_label"
 #: Values of ``SPLIT_LABEL`` and the parts they name.
 SPLIT_LABEL_NAMES = {0: "train", 1: "valid", 2: "test"}
+#: Optional column of the frame given to ``build_dataset``: where a loader can find each
+#: interaction's text later (Yelp: its line in the review file), instead of a ``text`` column.
+TEXT_KEY = "text_key"
 #: Modalities ``Dataset.item_features`` may hold (encoder specs ``features:image``,
 #: ``features:text``).
 FEATURE_MODALITIES = ("image", "text")
@@ -62,10 +68,11 @@ class Dataset:
     Attributes:
         name: the spec it was loaded from (``demo``, ``yelp:/path``, ...), used as its identity.
         interactions: columns ``INTERACTION_COLUMNS``: ``user``/``item`` int32 indices,
-            ``rating`` float32, ``timestamp`` int64 (seconds since the epoch), ``review_id`` and
-            ``text`` (string or None).
-            Sorted by (timestamp, user, item) with a fresh RangeIndex. One row per user-item
-            pair unless the dataset was loaded with ``repeats="keep"`` (see
+            ``rating`` float32, ``timestamp`` int64 (seconds since the epoch), ``review_id``
+            (string or None); no text (see ``texts``).
+            Sorted by (timestamp, user, item) with a fresh RangeIndex: the index is the row
+            number ``texts`` and the embedding provider answer by, and splits keep it. One row
+            per user-item pair unless the dataset was loaded with ``repeats="keep"`` (see
             ``collapse_repeats``). Datasets whose files carry their own split (``mmrec:``) add
             ``SPLIT_LABEL`` (int8: 0 train, 1 valid, 2 test), read by the ``file`` split.
         items: one row per item index, columns ``ITEM_COLUMNS`` at least; ``categories`` is a
@@ -80,6 +87,9 @@ class Dataset:
             ``text_feat.npy``), row ``i`` for item ``i``; stored read-only; empty for sources
             without any. Encoder specs ``features:image`` / ``features:text`` read them
             (``core.encoders``); their identity is ``item_features_digest``.
+        texts: the review text of each interaction row (``core.data.texts``): a Parquet file
+            for Yelp, a list for the small sources. A ``text`` column in ``interactions`` (as
+            tests and small builders pass it) is moved here; none at all gives no texts.
     """
 
     name: str
@@ -90,8 +100,20 @@ class Dataset:
     report: LoadReport = field(default_factory=LoadReport)
     domain: str = "item"
     item_features: dict[str, np.ndarray] = field(default_factory=dict)
+    texts: ReviewTexts | None = None
 
     def __post_init__(self) -> None:
+        if "text" in self.interactions.columns:
+            if self.texts is not None:
+                raise DatasetError(f"{self.name}: review text given twice (a text column and "
+                                   "texts)")
+            self.texts = MemoryTexts(self.interactions["text"].tolist())
+            self.interactions = self.interactions.drop(columns="text")
+        elif self.texts is None:
+            self.texts = MemoryTexts([None] * len(self.interactions))
+        if len(self.texts) != len(self.interactions):
+            raise DatasetError(f"{self.name}: {len(self.texts)} review texts for "
+                               f"{len(self.interactions)} interactions")
         missing = [c for c in INTERACTION_COLUMNS if c not in self.interactions.columns]
         missing += [c for c in ITEM_COLUMNS if c not in self.items.columns]
         missing += [c for c in PHOTO_COLUMNS if c not in self.photos.columns]
@@ -175,8 +197,7 @@ class Dataset:
     @property
     def has_text(self) -> bool:
         """Whether interactions carry review text (Yelp, Amazon) rather than none (MovieLens)."""
-        text = self.interactions["text"]
-        return bool(text.notna().any() and (text.fillna("").str.len() > 0).any())
+        return bool(self.texts.nonblank().any())
 
     def item_text(self) -> list[str]:
         """One descriptive document per item (what content techniques embed for items without
@@ -216,7 +237,7 @@ class Dataset:
             "interactions": len(inter),
             "density": len(inter) / max(1, self.n_users * self.n_items),
             "users_with_one_interaction": int((per_user == 1).sum()),
-            "interactions_with_text": int(inter["text"].fillna("").str.len().gt(0).sum()),
+            "interactions_with_text": int(self.texts.nonblank().sum()),
             "photos": len(self.photos),
             "items_with_photos": int(items_with_photos),
             "items_without_photos": int(self.n_items - items_with_photos),
@@ -300,6 +321,9 @@ def collapse_repeats(inter: pd.DataFrame, repeats: str, report: LoadReport,
         # groupby(sort=False) lists pairs in order of first appearance, i.e. in ``first``'s order
         texts = rep.groupby(pair, sort=False)["text"].agg(_join_texts)
         first = first.assign(text=texts.to_numpy())
+    if TEXT_KEY in rep.columns:  # texts read later by key (Yelp): keep every copy's key, in order
+        keys = rep.groupby(pair, sort=False)[TEXT_KEY].agg(list)
+        first = first.assign(**{TEXT_KEY: keys.to_numpy()})
     removed = len(rep) - len(first)
     report.counts["repeat_interactions_collapsed"] = removed
     report.warn(f"{source}{n_pairs} user-item pair(s) occur more than once; collapsed to one "
@@ -328,6 +352,7 @@ def build_dataset(
     domain: str = "item",
     repeats: str = "collapse",
     interactions_file: str = "",
+    texts_from: Callable[[np.ndarray, np.ndarray, np.ndarray], ReviewTexts] | None = None,
 ) -> Dataset:
     """Assemble a ``Dataset`` from frames keyed by raw ids; the one place ids become indices.
 
@@ -344,9 +369,17 @@ def build_dataset(
             photos of unknown/dropped items are dropped (counted as ``photos_of_unknown_items``).
         repeats: ``"collapse"`` (default) or ``"keep"``.
         interactions_file: named in the repeats warning (the loader's interactions file).
+        texts_from: with a ``TEXT_KEY`` column instead of ``text`` (texts too big to hold),
+            called once as ``texts_from(rows, keys, order)``: interaction row ``rows[j]`` has
+            the text found under ``keys[j]``; a row with several keys (a collapsed repeat) has
+            them numbered ``order`` in time order, and its text is their distinct non-blank
+            texts joined by a blank line (as ``collapse_repeats`` does in memory). Returns the
+            dataset's ``texts``.
     Raises:
         DatasetError: if nothing is left, or ``repeats`` is unknown.
     """
+    if TEXT_KEY in interactions.columns and texts_from is None:
+        raise DatasetError(f"{name}: interactions carry {TEXT_KEY} but no texts_from was given")
     report = report or LoadReport()
     inter = interactions.copy()
     inter["user_id"] = inter["user_id"].astype(str)
@@ -362,6 +395,8 @@ def build_dataset(
     if inter.empty:
         raise DatasetError(f"{name}: no interactions left after loading and filtering")
     for col, default in (("review_id", None), ("text", None)):
+        if col == "text" and TEXT_KEY in inter.columns:
+            continue
         if col not in inter.columns:
             inter[col] = default
     inter = collapse_repeats(inter, repeats, report, where=interactions_file)
@@ -388,8 +423,11 @@ def build_dataset(
         "timestamp": inter["timestamp"].astype(np.int64).to_numpy(),
         "review_id": inter["review_id"].astype(object).where(inter["review_id"].notna(), None)
         .to_numpy(),
-        "text": inter["text"].astype(object).where(inter["text"].notna(), None).to_numpy(),
     })
+    if TEXT_KEY in inter.columns:
+        out[TEXT_KEY] = inter[TEXT_KEY].to_numpy(dtype=object)
+    else:
+        out["text"] = inter["text"].astype(object).where(inter["text"].notna(), None).to_numpy()
     if SPLIT_LABEL in inter.columns:  # the source's own split travels with its interaction
         labels = pd.to_numeric(inter[SPLIT_LABEL], errors="coerce")
         if not labels.isin(list(SPLIT_LABEL_NAMES)).all():
@@ -397,6 +435,12 @@ def build_dataset(
                                f"{sorted(SPLIT_LABEL_NAMES)} (0 train, 1 valid, 2 test)")
         out[SPLIT_LABEL] = labels.astype(np.int8).to_numpy()
     out = out.sort_values(["timestamp", "user", "item"], kind="stable").reset_index(drop=True)
+    texts = None
+    if TEXT_KEY in out.columns:
+        keys = out.pop(TEXT_KEY).explode()  # index: the row; one entry per key
+        rows = keys.index.to_numpy(dtype=np.int64)
+        order = pd.Series(rows).groupby(rows).cumcount().to_numpy(dtype=np.int64)
+        texts = texts_from(rows, keys.to_numpy(dtype=np.int64), order)
 
     if photos is None or len(photos) == 0:
         ph = pd.DataFrame({c: pd.Series(dtype=object) for c in PHOTO_COLUMNS})
@@ -419,5 +463,5 @@ def build_dataset(
     report.counts["items_without_photos"] = int(n_without)
     return Dataset(
         name=name, interactions=out, items=items, photos=ph, user_ids=user_ids,
-        report=report, domain=domain,
+        report=report, domain=domain, texts=texts,
     )

@@ -41,11 +41,13 @@ from functools import lru_cache
 from itertools import islice
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from core.data.dataset import Dataset, LoadReport, build_dataset
+from core.data.dataset import TEXT_KEY, Dataset, LoadReport, build_dataset
 from core.data.filters import k_core, sample_users
 from core.data.photos import screen_photos
+from core.data.texts import NONBLANK_SQL, ParquetTexts, texts_folder
 from core.errors import DatasetError
 
 BUSINESS_FILE = "yelp_academic_dataset_business.json"
@@ -62,10 +64,6 @@ _BUSINESS_COLUMNS = {
     "review_count": "BIGINT", "is_open": "BIGINT", "attributes": "JSON", "categories": "VARCHAR",
 }
 _BUSINESS_REQUIRED = {"business_id": "VARCHAR"}
-_REVIEW_COLUMNS = {
-    "review_id": "VARCHAR", "user_id": "VARCHAR", "business_id": "VARCHAR", "stars": "DOUBLE",
-    "text": "VARCHAR", "date": "VARCHAR",
-}
 _REVIEW_REQUIRED = {"user_id": "VARCHAR", "business_id": "VARCHAR", "stars": "DOUBLE",
                     "date": "TIMESTAMP"}
 _PHOTO_COLUMNS = {"photo_id": "VARCHAR", "business_id": "VARCHAR", "caption": "VARCHAR",
@@ -300,13 +298,11 @@ def load_yelp(root: Path, options, name: str) -> Dataset:
         }))
 
         # --- reviews of kept (or unknown) businesses, joined inside DuckDB ---------------------
+        # Ids, stars and dates only, each review keyed by its line in the file; the texts of the
+        # reviews that survive the filters are read once at the end (into a Parquet file), so
+        # no review text ever reaches pandas.
         _scan_malformed(con, review_path, _REVIEW_REQUIRED, report, options.strict)
-        k_on = options.min_user_interactions > 1 or options.min_item_interactions > 1
-        two_pass = k_on or bool(options.max_users)
-        # With k-core or user sampling, a first pass reads ids only and the filters run on them;
-        # the second pass then fetches text for the kept users and items alone, so a big file's
-        # dropped reviews never reach memory.
-        inter = _reviews_once(con, review_path, with_text=not two_pass, report=report)
+        inter = _reviews_once(con, review_path, report=report)
         n_unknown = int(inter["unknown"].sum())
         if n_unknown:
             report.add("unknown_item_interactions", n_unknown)
@@ -318,6 +314,7 @@ def load_yelp(root: Path, options, name: str) -> Dataset:
                 f"{name}: no reviews in {REVIEW_FILE} for the {int(keep.sum())} business(es) "
                 f"matching the filters ({_filters_text(options)})"
             )
+        k_on = options.min_user_interactions > 1 or options.min_item_interactions > 1
         distinct = options.repeats == "collapse"
         inter = k_core(inter, options.min_user_interactions, options.min_item_interactions,
                        report, distinct_pairs=distinct)
@@ -331,13 +328,6 @@ def load_yelp(root: Path, options, name: str) -> Dataset:
                 f"{options.min_user_interactions}, min item interactions "
                 f"{options.min_item_interactions}) on {_filters_text(options)}"
             )
-        if two_pass:
-            # k-core and sampling keep exactly the reviews between kept users and kept items
-            con.register("kept_u", pd.DataFrame({"user_id": inter["user_id"].unique()}))
-            con.register("kept_i", pd.DataFrame({"business_id": inter["item_id"].unique()}))
-            inter = _query_reviews(con, review_path, with_text=True, restrict=True,
-                                   dedupe=report.counts["duplicate_review_ids"] > 0)
-            inter = inter.drop(columns=["unknown", "copies"])
         used = set(inter["item_id"].unique())
 
         # --- users file: optional, only counted ----------------------------------------------
@@ -353,26 +343,27 @@ def load_yelp(root: Path, options, name: str) -> Dataset:
 
         # --- photos -----------------------------------------------------------------------------
         photos = _load_photos(con, root, biz, used, report, options.strict)
+
+        items = _items_frame(biz[biz["business_id"].isin(used)])
+        return build_dataset(
+            name, inter, items, photos, report=report, domain="restaurant",
+            repeats=options.repeats, interactions_file=str(review_path),
+            texts_from=lambda rows, keys, order: _review_texts(con, review_path, rows, keys,
+                                                               order))
     finally:
         con.close()
 
-    items = _items_frame(biz[biz["business_id"].isin(used)])
-    return build_dataset(name, inter, items, photos, report=report, domain="restaurant",
-                         repeats=options.repeats, interactions_file=str(review_path))
 
+def _reviews_once(con, path: Path, report: LoadReport) -> pd.DataFrame:
+    """``_query_reviews``, each review id once, counted as ``duplicate_review_ids``.
 
-def _reviews_once(con, path: Path, with_text: bool, report: LoadReport) -> pd.DataFrame:
-    """``_query_reviews`` with each review id once, counted as ``duplicate_review_ids``.
-
-    Deduplicating costs DuckDB a window over every row (with the texts, about half the query's
-    time again), so a query that carries ``review_id`` out runs without it first and is rerun
-    with it only when an id repeats; the id-only pass is cheap and always deduplicates.
+    Deduplicating costs DuckDB two windows over every row (about half the query's time again),
+    so the query runs without them first and is rerun with them only when an id repeats.
     """
-    inter = _query_reviews(con, path, with_text, dedupe=not with_text)
-    if with_text:
-        ids = inter["review_id"]
-        if ids.duplicated().to_numpy()[ids.notna().to_numpy()].any():
-            inter = _query_reviews(con, path, with_text, dedupe=True)
+    inter = _query_reviews(con, path, dedupe=False)
+    ids = inter["review_id"]
+    if ids[ids.notna()].duplicated().any():
+        inter = _query_reviews(con, path, dedupe=True)
     copies = inter["copies"].to_numpy()
     n_ids = int((copies > 1).sum())
     report.counts["duplicate_review_ids"] = n_ids
@@ -382,40 +373,80 @@ def _reviews_once(con, path: Path, with_text: bool, report: LoadReport) -> pd.Da
     return inter.drop(columns="copies")
 
 
-def _query_reviews(con, path: Path, with_text: bool, restrict: bool = False,
-                   dedupe: bool = True) -> pd.DataFrame:
-    """Usable reviews of kept or unknown businesses (``unknown`` flags the latter); with
-    ``restrict``, only those between the registered ``kept_u`` users and ``kept_i`` items.
+def _review_fields_sql(path: Path) -> str:
+    """The usable review lines of ``path``: ``line_no`` (1-based), ``review_id``, ``user_id``,
+    ``business_id``, ``stars`` (DOUBLE) and ``ts`` (TIMESTAMP), read as lines and parsed by
+    DuckDB's JSON functions (one parse per line), so each review keeps its line number."""
+    fields = "[" + ", ".join(_sql_str(f"$.{k}") for k in
+                             ("review_id", "user_id", "business_id", "stars", "date")) + "]"
+    return f"""
+        SELECT line_no, v[1] AS review_id, v[2] AS user_id, v[3] AS business_id,
+               try_cast(v[4] AS DOUBLE) AS stars, try_cast(v[5] AS TIMESTAMP) AS ts
+        FROM (SELECT ordinality AS line_no,
+                     CASE WHEN json_valid(line) THEN json_extract_string(line, {fields})
+                     END AS v
+              FROM {_lines_sql(path)})
+        WHERE v IS NOT NULL
+    """
+
+
+def _query_reviews(con, path: Path, dedupe: bool = True) -> pd.DataFrame:
+    """Usable reviews of kept or unknown businesses (``unknown`` flags the latter), without
+    text: ``text_key`` (the line number), ``review_id``, ``user_id``, ``item_id``, ``rating``,
+    ``timestamp``, ``unknown``, ``copies``.
 
     With ``dedupe``, a ``review_id`` on several usable lines is kept once (earliest date, then
-    user id, business id, stars) and ``copies`` is how many lines carried the kept row's review
-    id (1 without an id); without it, ``copies`` is 1 and every line stays.
+    user id, business id, stars, line) and ``copies`` is how many lines carried the kept row's
+    review id (1 without an id); without it, ``copies`` is 1 and every line stays.
     """
-    columns = dict(_REVIEW_COLUMNS)
-    if not with_text:
-        columns = {k: v for k, v in columns.items() if k != "text"}
-    text = "r.review_id, r.text," if with_text else ""
-    extra = ""
-    if restrict:
-        extra = ("AND r.user_id IN (SELECT user_id FROM kept_u) "
-                 "AND r.business_id IN (SELECT business_id FROM kept_i)")
     copies, qualify = "1", ""
     if dedupe:
         copies = ("CASE WHEN r.review_id IS NULL THEN 1 "
                   "ELSE count(*) OVER (PARTITION BY r.review_id) END")
         qualify = ("QUALIFY r.review_id IS NULL OR row_number() OVER (PARTITION BY r.review_id "
-                   "ORDER BY try_cast(r.date AS TIMESTAMP), r.user_id, r.business_id, "
-                   "r.stars) = 1")
+                   "ORDER BY r.ts, r.user_id, r.business_id, r.stars, r.line_no) = 1")
     return con.execute(f"""
-        SELECT {text} r.user_id, r.business_id AS item_id, CAST(r.stars AS FLOAT) AS rating,
-               CAST(epoch(try_cast(r.date AS TIMESTAMP)) AS BIGINT) AS timestamp,
+        SELECT r.line_no AS {TEXT_KEY}, r.review_id, r.user_id, r.business_id AS item_id,
+               CAST(r.stars AS FLOAT) AS rating, CAST(epoch(r.ts) AS BIGINT) AS timestamp,
                b.keep IS NULL AS unknown, {copies} AS copies
-        FROM {_read_json_sql(path, columns)} r
+        FROM ({_review_fields_sql(path)}) r
         LEFT JOIN biz_keep b ON r.business_id = b.business_id
         WHERE r.user_id IS NOT NULL AND r.business_id IS NOT NULL AND r.stars IS NOT NULL
-          AND try_cast(r.date AS TIMESTAMP) IS NOT NULL AND (b.keep OR b.keep IS NULL) {extra}
+          AND r.ts IS NOT NULL AND (b.keep OR b.keep IS NULL)
         {qualify}
     """).df()
+
+
+def _review_texts(con, path: Path, rows: np.ndarray, keys: np.ndarray,
+                  order: np.ndarray) -> ParquetTexts:
+    """The texts of the kept reviews (``build_dataset``'s ``texts_from``): row ``rows[j]`` takes
+    the text on line ``keys[j]`` of ``path``; a collapsed repeat (several lines, ``order``) takes
+    their distinct non-blank texts in time order, joined by a blank line. Written by DuckDB
+    into a Parquet file (``ParquetTexts``) while the review file is scanned once."""
+    con = con.cursor()  # a connection of its own (the loader's may hold a pending result)
+    con.register("text_map", pd.DataFrame({"row": rows, "line_no": keys, "ord": order}))
+    nonblank = NONBLANK_SQL.format(col="text")
+    select = f"""
+        WITH m AS (SELECT row, line_no, ord, count(*) OVER (PARTITION BY row) AS n
+                   FROM text_map),
+        t AS (SELECT m.row, m.ord, m.n,
+                     CASE WHEN json_valid(l.line) THEN json_extract_string(l.line, '$.text')
+                     END AS text
+              FROM m JOIN (SELECT ordinality AS line_no, line FROM {_lines_sql(path)}) l
+              ON l.line_no = m.line_no)
+        SELECT row, text FROM t WHERE n = 1
+        UNION ALL
+        SELECT row, string_agg(text, E'\n\n' ORDER BY ord) FILTER (WHERE first_copy) AS text
+        FROM (SELECT row, ord, text, {nonblank} AND row_number() OVER
+                     (PARTITION BY row, text ORDER BY ord) = 1 AS first_copy
+              FROM t WHERE n > 1)
+        GROUP BY row
+    """
+    try:
+        return ParquetTexts.write(con, select, n=int(rows.max()) + 1 if rows.size else 0,
+                                  folder=texts_folder())
+    finally:
+        con.close()
 
 
 def _items_frame(biz: pd.DataFrame) -> pd.DataFrame:

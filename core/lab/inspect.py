@@ -165,7 +165,7 @@ def user_view(
                          train["item"].to_numpy())
     history["rating"] = train["rating"].to_numpy()
     history["date"] = pd.to_datetime(train["timestamp"].to_numpy(), unit="s").date
-    history["review"] = [snippet(t) for t in train["text"]]
+    history["review"] = [snippet(t) for t in ds.texts.get(train.index)]
     truth = cmp.truth[cmp.truth["user_id"] == str(user_id)]
     relevant = set(truth["item_id"].astype(str))
     test = split.test[split.test["user"] == u]

@@ -56,12 +56,12 @@ def item_view(data: LabData, ctx: Any, item_id: str, emap: Any = None, compariso
     photos = ds.photos[ds.photos["item"] == idx][["path", "caption", "label"]]
     train = ctx.train[ctx.train["item"] == idx]
     recent = train.sort_values("timestamp", ascending=False)
-    has_text = recent["text"].fillna("").astype(str).str.strip().astype(bool)
+    has_text = ds.texts.nonblank()[recent.index.to_numpy()]
     reviews = recent[has_text].head(n_reviews)
     reviews = pd.DataFrame({
         "user_id": np.asarray(ds.user_ids, dtype=object)[reviews["user"].to_numpy()].astype(str),
         "stars": reviews["rating"].to_numpy(),
-        "text": [snippet(t, 300) for t in reviews["text"]],
+        "text": [snippet(t, 300) for t in ds.texts.get(reviews.index)],
     })
     users = np.asarray(ds.user_ids, dtype=object)[recent["user"].to_numpy()].astype(str)
     city = row.get("city") if "city" in row.index else None

@@ -137,7 +137,7 @@ def embedding_map(
         frame["label"] = [f"{r:.0f}★" for r in tr["rating"]]
         frame["popularity"] = pop[tr["item"].to_numpy()]
         frame["item"] = tr["item"].to_numpy()
-        frame["caption"] = [snippet(t, 100) for t in tr["text"]]
+        frame["caption"] = [snippet(t, 100) for t in ds.texts.get(tr.index)]
         vec_parts.append(np.asarray(vecs, np.float32)[tr.index.to_numpy()])
         meta_parts.append(frame)
     if not vec_parts:

@@ -28,6 +28,9 @@ from core.progress import Progress, resolve_progress
 from core.store.cache import ComputeEngine, EmbeddingStore, text_hash
 
 _TEXT_MEMO = 32
+#: Review texts read from the dataset and looked up in the cache at a time (bounds the texts
+#: held in memory; the vectors of all reviews are the result and stay).
+REVIEW_BATCH = 100_000
 
 
 def _distinct(hashes: Sequence[str | None]) -> tuple[list[int], np.ndarray]:
@@ -186,11 +189,24 @@ class EmbeddingProvider:
                 aligned, "text", self.reviews(aligned.text_spec)))
 
         def compute():
-            inter = self.dataset.interactions
-            rid = inter["review_id"]
-            keys = [str(r) if r is not None else f"row{i}" for i, r in enumerate(rid.tolist())]
-            vecs, ok, empty = self._texts_lookup(spec, inter["text"].tolist(), "review", keys)
-            self._counts(spec)["empty_texts"] += empty
+            # the texts stream from the dataset's store, REVIEW_BATCH rows at a time
+            rid = self.dataset.interactions["review_id"].tolist()
+            parts: list[tuple[np.ndarray, np.ndarray]] = []
+            for start, texts in self.dataset.texts.batches(REVIEW_BATCH):
+                keys = [str(r) if r is not None else f"row{i}"
+                        for i, r in enumerate(rid[start:start + len(texts)], start)]
+                vecs, ok, empty = self._texts_lookup(spec, texts, "review", keys)
+                self._counts(spec)["empty_texts"] += empty
+                parts.append((vecs, ok))
+            dim = max((v.shape[1] for v, _ in parts), default=int(self.encoder(spec).dim))
+            vecs = np.zeros((len(rid), dim), dtype=np.float32)
+            ok = np.zeros(len(rid), dtype=bool)
+            start = 0
+            for v, o in parts:
+                if v.shape[1] == dim:
+                    vecs[start:start + len(o)] = v
+                    ok[start:start + len(o)] = o
+                start += len(o)
             return vecs, ok
 
         return self._memoised("reviews", spec, compute)

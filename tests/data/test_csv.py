@@ -84,8 +84,7 @@ def test_full_mapping(tmp_path):
     inter = ds.interactions
     assert inter["timestamp"].tolist() == [1000, 1100, 1200, 1300, 1400]
     assert inter["rating"].tolist() == [5.0, 3.0, 4.0, 1.0, 2.0]
-    assert inter["text"].tolist()[0] == "Great Loved it, would buy again"
-    assert inter["text"].tolist()[4] == "Too small"
+    assert ds.texts.get([0, 4]) == ["Great Loved it, would buy again", "Too small"]
     assert inter["review_id"].tolist() == ["r0", "r1", "r2", "r3", "r4"]
     assert ds.has_text
     # images: A and B on disk, C's path is missing

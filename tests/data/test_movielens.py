@@ -73,7 +73,7 @@ def test_ml100k_counts_items_photos_and_overviews(tmp_path):
     ds = load_movielens(write_ml100k(tmp_path), LoadOptions(), name="ml")
     assert (ds.n_users, ds.n_items, len(ds.interactions)) == (3, 4, 7)
     assert ds.domain == "movie"
-    assert not ds.has_text and ds.interactions["text"].isna().all()
+    assert not ds.has_text and ds.texts.get(range(7)) == [None] * 7
     items = ds.items.set_index("item_id")
     assert items.loc["1", "name"] == "Toy Story (1995)"
     assert items.loc["1", "categories"] == "Animation, Children's, Comedy"

@@ -104,7 +104,7 @@ def test_ratings_timestamps_text_and_items(yelp_dir: Path):
     row = inter[inter["review_id"] == "r10"].iloc[0]
     assert row["rating"] == 3.0
     assert row["timestamp"] == int(pd.Timestamp("2022-06-30 18:30:00").timestamp())
-    assert row["text"] == "review r10 of b5"
+    assert ds.texts.get([row.name]) == ["review r10 of b5"]
     assert ds.user_ids[row["user"]] == "u5"
     assert ds.item_ids[row["item"]] == "b5"
     assert inter["timestamp"].is_monotonic_increasing
@@ -161,9 +161,11 @@ def test_max_users_is_reproducible(yelp_dir: Path):
     # the id-only first pass + text second pass gives the same rows as one pass
     full, capped = load(yelp_dir), load(yelp_dir, max_users=50)
     pd.testing.assert_frame_equal(full.interactions, capped.interactions)
+    assert full.texts.get(range(len(full.interactions))) == \
+        capped.texts.get(range(len(capped.interactions)))
     kept = a.interactions
-    assert (kept["text"] == "review " + kept["review_id"] + " of "
-            + pd.Series(a.item_ids[kept["item"]])).all()
+    assert a.texts.get(kept.index) == ("review " + kept["review_id"] + " of "
+                                       + pd.Series(a.item_ids[kept["item"]])).tolist()
 
 
 def test_malformed_lines_are_skipped_and_counted(tmp_path: Path):
@@ -288,10 +290,10 @@ def test_duplicate_review_id_kept_once_and_repeated_pairs_collapsed(tmp_path: Pa
     u1b1 = _pair(ds, "u1", "b1").iloc[0]
     assert (u1b1["review_id"], u1b1["rating"]) == ("r1", 5.0)
     assert u1b1["timestamp"] == int(pd.Timestamp("2018-01-01 12:00:00").timestamp())
-    assert u1b1["text"] == "review r1 of b1\n\nreview r12 of b1\n\nreview r15 of b1"
+    assert ds.texts.get([u1b1.name]) == ["review r1 of b1\n\nreview r12 of b1\n\nreview r15 of b1"]
     u5b5 = _pair(ds, "u5", "b5").iloc[0]
     assert (u5b5["review_id"], u5b5["rating"]) == ("r14", 4.0)
-    assert u5b5["text"] == "review r14 of b5\n\nreview r10 of b5"
+    assert ds.texts.get([u5b5.name]) == ["review r14 of b5\n\nreview r10 of b5"]
     # the id-only first pass (k-core / sampling) dedupes and collapses alike
     pd.testing.assert_frame_equal(inter, load(root, max_users=50).interactions)
 

@@ -36,7 +36,6 @@ def _dataset(rows) -> tuple[Dataset, Split]:
         "rating": np.array([r[2] for r in rows], np.float32),
         "timestamp": np.arange(len(rows), dtype=np.int64),
         "review_id": [f"r{i}" for i in range(len(rows))],
-        "text": [None] * len(rows),
     })[list(INTERACTION_COLUMNS)]
     items = pd.DataFrame({"item_id": [f"i{j}" for j in range(5)],
                           "name": [f"Item {j}" for j in range(5)], "categories": "",

@@ -124,7 +124,7 @@ class FakeProvider:
 
     def reviews(self, spec: str):
         self._count("reviews")
-        return self._texts(spec, self.dataset.interactions["text"].fillna("").tolist())
+        return self._texts(spec, [t or "" for t in self.dataset.texts.to_list()])
 
     def item_texts(self, spec: str):
         self._count("item_texts")
@@ -268,7 +268,7 @@ class CaptionFakeProvider:
         return l2_normalise(vecs), ok
 
     def reviews(self, spec: str):
-        return self._texts(spec, self.dataset.interactions["text"].fillna("").tolist())
+        return self._texts(spec, [t or "" for t in self.dataset.texts.to_list()])
 
     def item_texts(self, spec: str):
         return self._texts(spec, self.dataset.item_text())

@@ -145,8 +145,7 @@ def test_embed_dataset_report_stats_and_clear(tmp_path, tiny, registered):
 def test_embed_report_says_when_a_dataset_has_no_review_text(tmp_path, tiny, registered):
     import dataclasses
 
-    inter = tiny.interactions.assign(text=None)
-    bare = dataclasses.replace(tiny, interactions=inter)
+    bare = dataclasses.replace(tiny, texts=None)  # no text column either: no texts at all
     seen: list[tuple[int, int, str]] = []
     report = embed_dataset(bare, "fake:v1", tmp_path / "cache", modality="text",
                            progress=lambda ev: seen.append((ev.done, ev.total, ev.message)))

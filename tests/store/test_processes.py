@@ -172,7 +172,7 @@ def _contents(ds) -> dict[tuple[str, str], object]:
     out: dict[tuple[str, str], object] = {}
     for p in ds.photos["path"]:
         out[("image", file_hash(p))] = p
-    for t in [*ds.interactions["text"].tolist(), *ds.item_text()]:
+    for t in [*ds.texts.to_list(), *ds.item_text()]:
         if t is not None and str(t).strip():
             out[("text", text_hash(str(t)))] = str(t)
     return out
@@ -208,7 +208,7 @@ def _check_complete(root: Path, ds) -> list:
     by_kind: dict[str, dict[str, str]] = {}
     for _, kind, key, h, *_ in mapped:
         by_kind.setdefault(kind, {})[key] = h
-    texts = ds.interactions["text"].tolist()
+    texts = ds.texts.to_list()
     assert by_kind["photo"] == {str(k): file_hash(p) for k, p in zip(ds.photos["photo_id"],
                                                                     ds.photos["path"])}
     assert by_kind["review"] == {str(r): text_hash(str(t)) for r, t in
@@ -234,7 +234,7 @@ def test_two_processes_embedding_one_dataset_store_each_vector_once(tmp_path, ye
 def test_embed_killed_mid_run_resumes_with_only_the_missing_inputs(tmp_path, yelp, monkeypatch):
     spec, ds = yelp
     total = len(_contents(ds))
-    positions = len(ds.photos) + sum(1 for t in [*ds.interactions["text"], *ds.item_text()]
+    positions = len(ds.photos) + sum(1 for t in [*ds.texts.to_list(), *ds.item_text()]
                                      if t is not None and str(t).strip())
     assert positions == total, "fixture: every photo and text is distinct"
     root = tmp_path / "interrupted"

@@ -111,20 +111,23 @@ def build_pairs(ds, kinds: tuple[str, ...], photo_hashes: list[str | None], seed
                 rows.extend((j, r, "item") for r in rs)
     if "review" in kinds and reviews > 0:
         inter = ds.interactions
-        text = inter["text"].fillna("").astype(str).to_numpy()
-        has_text = np.array([bool(t.strip()) for t in text], dtype=bool)
+        has_text = ds.texts.nonblank()
         reviews_of: dict[int, list[int]] = {}
         for i, it in zip(np.nonzero(has_text)[0], inter["item"].to_numpy()[has_text]):
             reviews_of.setdefault(int(it), []).append(int(i))
         rng = np.random.default_rng([seed, 1])
+        picked: list[tuple[int, list[int]]] = []  # (interaction row, photo rows), in draw order
         for it, rs in by_item.items():
             candidates = reviews_of.get(it, [])
             if not candidates:
                 continue
             pick = rng.choice(len(candidates), size=min(reviews, len(candidates)), replace=False)
-            for p in sorted(pick):
-                j = text_number(" ".join(text[candidates[p]].split()))
-                rows.extend((j, r, "review") for r in rs)
+            picked.extend((candidates[p], rs) for p in sorted(pick))
+        # only the drawn reviews' texts are read (the texts may live on disk)
+        drawn = ds.texts.get([row for row, _ in picked])
+        for text, (_, rs) in zip(drawn, picked):
+            j = text_number(" ".join(str(text).split()))
+            rows.extend((j, r, "review") for r in rs)
     if not rows:
         raise EncoderUnavailable(
             f"align: {ds.name} gives no image–text pair of the sets {'+'.join(kinds)} (it needs "

@@ -1,0 +1,230 @@
+"""Review texts beside the interactions: ``Dataset.texts``, one text (or None) per interaction row.
+
+Text is the biggest part of a review dataset (the real Yelp review file is about 5 GB, most of it
+text), and almost nothing needs all of it at once: evaluation of collaborative techniques needs
+none, the pages show a few reviews, the encoders read it once, in batches. So the interactions
+frame carries no text; ``Dataset.texts`` answers by interaction row (the frame's index, which
+splits keep):
+
+* ``get(rows)`` -> the texts of those rows, in that order;
+* ``batches(size)`` -> every text in row order, ``size`` at a time (for the encoders);
+* ``nonblank()`` -> which rows have a non-blank text (a bool array, cheap to keep).
+
+Two stores: ``MemoryTexts`` (a list, for the loaders of small sources) and ``ParquetTexts`` (a
+Parquet file of ``(row, text)`` sorted by row, read through DuckDB, for the Yelp loader). A
+``ParquetTexts`` made by a loader owns its file: the file is deleted when the object is
+collected or the process ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import weakref
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+#: Rows asked for in one ``IN (...)`` list; more go through a joined table.
+_IN_LIST_MAX = 2048
+#: SQL test of a non-blank text in column ``{col}`` (a non-whitespace character, as Python's
+#: ``str.strip`` sees it for ASCII whitespace).
+NONBLANK_SQL = "({col} IS NOT NULL AND regexp_matches({col}, '[^\\s]'))"
+#: Rows per Parquet row group: small enough that a lookup of a few rows reads little.
+ROW_GROUP_SIZE = 16_384
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+class ReviewTexts(ABC):
+    """The review text of each interaction row, ``None`` where a row has none."""
+
+    #: Number of rows (= ``len(Dataset.interactions)``).
+    n: int
+
+    def __len__(self) -> int:
+        return self.n
+
+    @abstractmethod
+    def get(self, rows: Sequence[int] | np.ndarray) -> list[str | None]:
+        """Texts of ``rows`` (interaction row numbers), in the order given.
+
+        Raises:
+            IndexError: a row outside ``0..n-1``.
+        """
+
+    @abstractmethod
+    def batches(self, size: int = 50_000) -> Iterator[tuple[int, list[str | None]]]:
+        """``(first row, texts)`` pairs covering every row in order, ``size`` rows at a time."""
+
+    @abstractmethod
+    def nonblank(self) -> np.ndarray:
+        """Read-only bool array: row ``i`` has a text that is not blank."""
+
+    def to_list(self) -> list[str | None]:
+        """Every text in row order, in memory (small datasets and tests; at scale, ``batches``
+        reads them a batch at a time)."""
+        return [t for _, batch in self.batches() for t in batch]
+
+    def _check(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        idx = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n):
+            bad = idx[(idx < 0) | (idx >= self.n)][0]
+            raise IndexError(f"review text row {int(bad)} is outside 0..{self.n - 1}")
+        return idx
+
+
+class MemoryTexts(ReviewTexts):
+    """Texts held in a list (sources small enough to read whole: CSV, MovieLens, MMRec)."""
+
+    def __init__(self, texts: Sequence[object]):
+        self._texts: list[str | None] = [t if isinstance(t, str) else None for t in texts]
+        self.n = len(self._texts)
+        mask = np.fromiter((_is_text(t) for t in self._texts), dtype=bool, count=self.n)
+        mask.flags.writeable = False
+        self._mask = mask
+
+    def get(self, rows: Sequence[int] | np.ndarray) -> list[str | None]:
+        return [self._texts[i] for i in self._check(rows).tolist()]
+
+    def batches(self, size: int = 50_000) -> Iterator[tuple[int, list[str | None]]]:
+        for start in range(0, self.n, max(1, int(size))):
+            yield start, self._texts[start:start + size]
+
+    def nonblank(self) -> np.ndarray:
+        return self._mask
+
+
+class ParquetTexts(ReviewTexts):
+    """Texts in a Parquet file of ``(row BIGINT, text VARCHAR)`` sorted by row, one row per
+    interaction; read through DuckDB (row groups of ``ROW_GROUP_SIZE``, so a lookup of a few rows
+    reads only their groups). Use ``ParquetTexts.write`` to make one."""
+
+    def __init__(self, path: str | Path, n: int, nonblank: np.ndarray):
+        self.path = Path(path)
+        self.n = int(n)
+        mask = np.asarray(nonblank, dtype=bool).copy()
+        if mask.shape != (self.n,):
+            raise ValueError(f"{self.path}: nonblank mask of shape {mask.shape}, expected "
+                             f"({self.n},)")
+        mask.flags.writeable = False
+        self._mask = mask
+
+    @classmethod
+    def write(cls, con, select_sql: str, n: int, folder: str | Path | None = None
+              ) -> ParquetTexts:
+        """Run ``select_sql`` (columns ``row``, ``text``; one row per interaction row ``0..n-1``)
+        on DuckDB connection ``con`` and write it, sorted by row, into a new Parquet file in a
+        fresh temporary directory under ``folder`` (default: the system's temp dir) that the
+        returned object owns (deleted with it, or at exit).
+
+        Raises:
+            ValueError: the query did not give exactly the rows ``0..n-1``.
+        """
+        tmp = Path(tempfile.mkdtemp(prefix="mmrec-texts-", dir=folder))
+        path = tmp / "texts.parquet"
+        try:
+            # the sort spills here rather than growing without bound (real Yelp: ~5 GB of text)
+            (tmp / "spill").mkdir()
+            con.execute(f"SET temp_directory = '{_sql_path(tmp / 'spill')}'")
+            con.execute(f"COPY (SELECT row, text FROM ({select_sql}) ORDER BY row) TO "
+                        f"'{_sql_path(path)}' (FORMAT parquet, COMPRESSION zstd, "
+                        f"ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+            got = con.execute(
+                f"SELECT count(*), count(DISTINCT row), min(row), max(row) "
+                f"FROM read_parquet('{_sql_path(path)}')").fetchone()
+            if n and tuple(got) != (n, n, 0, n - 1) or not n and got[0] != 0:
+                raise ValueError(f"review texts: expected one text per row 0..{n - 1}, got "
+                                 f"{got[0]} rows ({got[1]} distinct, {got[2]}..{got[3]})")
+            blank = con.execute(
+                f"SELECT row FROM read_parquet('{_sql_path(path)}') "
+                f"WHERE {NONBLANK_SQL.format(col='text')}").fetchnumpy()["row"]
+            shutil.rmtree(tmp / "spill", ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        mask = np.zeros(n, dtype=bool)
+        mask[np.asarray(blank, dtype=np.int64)] = True
+        out = cls(path, n, mask)
+        weakref.finalize(out, shutil.rmtree, str(tmp), True)
+        return out
+
+    def __getstate__(self) -> dict:
+        return {"path": str(self.path), "n": self.n, "mask": np.asarray(self._mask)}
+
+    def __setstate__(self, state: dict) -> None:  # a copy reads the file but does not own it
+        self.__init__(state["path"], state["n"], state["mask"])
+
+    def _connect(self):
+        import duckdb
+
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: the review texts of this dataset are gone "
+                                    "(the dataset that wrote them was closed); load it again")
+        return duckdb.connect()
+
+    def get(self, rows: Sequence[int] | np.ndarray) -> list[str | None]:
+        idx = self._check(rows)
+        if idx.size == 0:
+            return []
+        want = np.unique(idx)
+        src = f"read_parquet('{_sql_path(self.path)}')"
+        con = self._connect()
+        try:
+            if want.size <= _IN_LIST_MAX:
+                found = con.execute(
+                    f"SELECT row, text FROM {src} WHERE row IN "
+                    f"({', '.join(map(str, want.tolist()))})").fetchnumpy()
+            else:
+                import pandas as pd
+
+                con.register("want_rows", pd.DataFrame({"row": want}))
+                found = con.execute(
+                    f"SELECT p.row, p.text FROM {src} p SEMI JOIN want_rows w ON p.row = w.row "
+                    f"WHERE p.row BETWEEN {int(want[0])} AND {int(want[-1])}").fetchnumpy()
+        finally:
+            con.close()
+        by_row = dict(zip(np.asarray(found["row"]).tolist(), _strings(found["text"])))
+        return [by_row.get(i) for i in idx.tolist()]
+
+    def batches(self, size: int = 50_000) -> Iterator[tuple[int, list[str | None]]]:
+        size = max(1, int(size))
+        con = self._connect()
+        try:
+            # one file, no ORDER BY: DuckDB keeps the file's (row) order
+            cur = con.execute(f"SELECT text FROM read_parquet('{_sql_path(self.path)}')")
+            start = 0
+            while True:
+                chunk = cur.fetchmany(size)
+                if not chunk:
+                    break
+                yield start, [t if isinstance(t, str) else None for (t,) in chunk]
+                start += len(chunk)
+        finally:
+            con.close()
+
+    def nonblank(self) -> np.ndarray:
+        return self._mask
+
+
+def _strings(column) -> list[str | None]:
+    values = column.tolist() if hasattr(column, "tolist") else list(column)
+    return [v if isinstance(v, str) else None for v in values]
+
+
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def texts_folder() -> str | None:
+    """Where loaders put their Parquet texts: ``MMREC_TMP_DIR`` when set, else the system's
+    temp dir (``TMPDIR``)."""
+    return os.environ.get("MMREC_TMP_DIR") or None
+
+
+__all__ = ["NONBLANK_SQL", "MemoryTexts", "ParquetTexts", "ReviewTexts", "texts_folder"]

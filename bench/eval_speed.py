@@ -1,6 +1,6 @@
 """Evaluation speed at scale: our evaluator vs ``implicit.evaluation.ranking_metrics_at_k``.
 
-Synthetic data of 500k users x 100k items (5M interactions, popularity skew and taste groups),
+Synthetic data of 500k users x 100k items (3M interactions, popularity skew and taste groups),
 random 80/10/10 split, one ALS model (implicit, CPU, 64 factors, 2 iterations: the model's quality
 does not matter for speed) fitted on train. Both evaluators rank every test user over all items
 with train items masked, on the same model:
@@ -19,7 +19,7 @@ visible, and the load average, since the machine may be shared. Metric values ar
 the definitions coincide (map, ndcg; implicit's precision rebuilt from our per-user hits). Then
 the same on ``../shared/datasets/movielens-100k-posters`` when that directory exists.
 
-    python -m bench.eval_speed [--users 500000 --items 100000 --interactions 5000000]
+    python -m bench.eval_speed [--users 500000 --items 100000 --interactions 3000000]
 """
 
 from __future__ import annotations
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--users", type=int, default=500_000)
     p.add_argument("--items", type=int, default=100_000)
-    p.add_argument("--interactions", type=int, default=5_000_000)
+    p.add_argument("--interactions", type=int, default=3_000_000)
     p.add_argument("--factors", type=int, default=64)
     p.add_argument("--iterations", type=int, default=2)
     p.add_argument("--worker", choices=["ours", "implicit"], help=argparse.SUPPRESS)

@@ -110,7 +110,7 @@ def stored_result(store: RunStore, keys: Mapping[str, str],
     if ks is None:
         ks = sorted(set.intersection(*({int(k) for k in r["ks"]} for r in runs.values())))
     ks = sorted({int(k) for k in ks})
-    stored = store.load(keys)
+    stored = store.load(keys, ks=ks)
     order = {label: i for i, label in enumerate(labels)}
     metric_order = {m: i for i, m in enumerate(METRICS)}
     metrics = stored.metrics[stored.metrics["k"].isin(ks)]
@@ -205,8 +205,10 @@ def compute_missing(
         result = experiment.run_experiment(
             ds, runs[todo[0]].split, rows, sorted(every_k), runs[todo[0]].seed, cache_root,
             encoders=dict(used), options=dict(opts), progress=progress, tune=tune)
-        fresh.append(result)
-        return record_runs(store, {t: runs[t] for t in todo}, result, split_key)
+        stored, skipped = record_runs(store, {t: runs[t] for t in todo}, result, split_key)
+        if not stored:  # kept only to report on when nothing was stored (its frames are big)
+            fresh.append(result)
+        return stored, skipped
 
     told: dict[str, float] = {}
 

@@ -433,9 +433,10 @@ class RunStore(DuckStore):
                              "technique": pd.Series([p[1] for p in pairs], dtype=object)})
 
     def _per_run(self, con, table: str, columns: list[str], keys: Keys,
-                 equal: Mapping[str, Any], order: str) -> pd.DataFrame:
+                 equal: Mapping[str, Any], order: str, extra: str = "") -> pd.DataFrame:
         """Rows of per-run ``table`` for ``keys``, labelled, where each non-None ``equal``
-        column matches (``technique`` matches the label)."""
+        column matches (``technique`` matches the label) and the SQL condition ``extra`` on the
+        table's columns (``t.k``, ``t.rank``, ...) holds."""
         names = self._names(con, keys)
         if names.empty:
             return pd.DataFrame(columns=columns)
@@ -445,6 +446,8 @@ class RunStore(DuckStore):
             if value is not None:
                 where.append(f"{'n' if col == 'technique' else 't'}.{col} = ?")
                 params.append(value)
+        if extra:
+            where.append(f"({extra})")
         con.register("_names", names)
         try:
             return con.execute(
@@ -466,20 +469,27 @@ class RunStore(DuckStore):
         found = set(runs["split_key"]) if len(runs) else set()
         return found.pop() if len(found) == 1 else ""
 
-    def load(self, keys: Keys, split: str | None = None) -> StoredRuns:
+    def load(self, keys: Keys, split: str | None = None,
+             ks: Sequence[int] | None = None) -> StoredRuns:
         """Every row of the runs ``keys`` (missing keys are ignored), with the truth and items of
-        ``split`` (default: the split key the runs share)."""
+        ``split`` (default: the split key the runs share); with ``ks``, only the metrics and
+        per-user values at those cut-offs and the top ``max(ks)`` of each list (filtered in
+        DuckDB: a big run's other cut-offs never reach memory)."""
+        at_k = rank = ""
+        if ks:
+            at_k = f"t.k IN ({', '.join(str(int(k)) for k in ks)})"
+            rank = f"t.rank <= {max(int(k) for k in ks)}"
         with self.connect() as con:
             runs = self._runs_rows(con, keys)
             skey = self._split_of(runs, split)
             return StoredRuns(
                 runs=runs,
                 metrics=self._per_run(con, "metrics", METRIC_COLUMNS, keys, {},
-                                      "n.technique, t.metric, t.k"),
+                                      "n.technique, t.metric, t.k", at_k),
                 per_user=self._per_run(con, "per_user", PER_USER_COLUMNS, keys, {},
-                                       "n.technique, t.metric, t.k, t.user_id"),
+                                       "n.technique, t.metric, t.k, t.user_id", at_k),
                 recs=self._per_run(con, "recs", REC_COLUMNS, keys, {},
-                                   "n.technique, t.user_id, t.rank"),
+                                   "n.technique, t.user_id, t.rank", rank),
                 truth=self._truth(con, skey),
                 items=con.execute("SELECT item_id, train_users FROM items WHERE split_key = ? "
                                   "ORDER BY rowid", [skey]).df())
@@ -709,12 +719,15 @@ def _insert(con, table: str, frame: pd.DataFrame) -> None:
 
 def _frame(df: pd.DataFrame, columns: list[str], key: str) -> pd.DataFrame:
     """``df`` restricted to ``columns`` (missing ones filled with nulls), with ``run_key`` first
-    and ids as strings, in the table's column order."""
-    out = pd.DataFrame({"run_key": [key] * len(df)})
+    and ids as strings (nulls kept), in the table's column order. Vectorised: a run of a
+    million-user dataset has millions of rows."""
+    n = len(df)
+    data: dict[str, Any] = {"run_key": pd.Series(key, index=range(n), dtype="string")}
     for col in columns:
-        out[col] = df[col].to_numpy() if col in df.columns else [None] * len(df)
-    for col in ("user_id", "item_id", "encoder", "metric"):
-        if col in out.columns:
-            out[col] = [None if v is None or (isinstance(v, float) and v != v) else str(v)
-                        for v in out[col]]
-    return out
+        if col not in df.columns:
+            data[col] = pd.Series(None, index=range(n), dtype=object)
+        elif col in ("user_id", "item_id", "encoder", "metric"):
+            data[col] = pd.Series(df[col].to_numpy(), index=range(n)).astype("string")
+        else:
+            data[col] = df[col].to_numpy()
+    return pd.DataFrame(data)

@@ -4,6 +4,10 @@ Targets (issue 5): with a warm cache, switching technique or user re-renders in 
 demo's UMAP map cold in under 60 s and warm (cached in DuckDB) instantly.
 
     python -m bench.app_speed [--cache-dir DIR] [--reviews]
+    python -m bench.app_speed --dataset yelp:DIR --techniques popular,als --no-maps
+
+``--dataset`` measures the same interactions on another dataset (``bench.scale`` runs it on the
+scaled demo: Compare and Inspect on millions of interactions).
 
 The cache directory defaults to ``$MMREC_CACHE_DIR`` or ``./cache`` (the demo is generated there on
 first use). Stored runs of popular/als/itemknn/image are computed first if missing (timed apart).
@@ -36,7 +40,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--reviews", action="store_true", help="also map the train reviews")
+    parser.add_argument("--dataset", default="demo", help="dataset spec (default: demo)")
+    parser.add_argument("--techniques", default=",".join(TECHNIQUES),
+                        help="comma-separated techniques compared (default: %(default)s)")
+    parser.add_argument("--no-maps", action="store_true", help="skip the UMAP timings")
     args = parser.parse_args(argv)
+    return measure(args)
+
+
+def measure(args: argparse.Namespace) -> int:
+    """Run the measurements of ``main``'s arguments; 0 when every target was met."""
+    techniques = [t.strip() for t in args.techniques.split(",") if t.strip()]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from streamlit.testing.v1 import AppTest
@@ -47,25 +61,26 @@ def main(argv: list[str] | None = None) -> int:
     root = cache_dir(args.cache_dir)
     os.environ["MMREC_CACHE_DIR"] = str(root)
     t0 = time.perf_counter()
-    lab = api.load("demo", root)
-    print(f"demo: {lab.ds.n_users} users, {lab.ds.n_items} items, "
+    lab = api.load(args.dataset, root)
+    print(f"{args.dataset}: {lab.ds.n_users} users, {lab.ds.n_items} items, "
           f"{len(lab.ds.interactions)} interactions, {len(lab.ds.photos)} photos "
           f"(load {time.perf_counter() - t0:.1f} s)")
     enc = dict(api.DEFAULT_ENCODERS)
     t0 = time.perf_counter()
-    cmp = api.run_comparison(lab, root, "random", 42, TECHNIQUES, enc, {"tune": True})
+    cmp = api.run_comparison(lab, root, "random", 42, techniques, enc, {"tune": True})
     print(f"runs: computed {cmp.computed or 'none'}, reused {cmp.reused or 'none'} "
           f"({time.perf_counter() - t0:.1f} s)")
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
-    at.session_state["techniques"] = list(TECHNIQUES)
+    at.session_state["dataset_spec"] = args.dataset
+    at.session_state["techniques"] = list(techniques)
     first = _timed(at.run)
     assert not at.exception, at.exception
     warm = _timed(at.run, repeat=3)
     switch = []
-    for chosen in (["als", "popular"], ["itemknn", "image", "als"], list(TECHNIQUES)):
+    for chosen in (techniques[::-1], techniques[1:] or techniques, list(techniques)):
         switch.append(_timed(lambda c=chosen: at.multiselect(key="techniques").set_value(c).run()))
-    k_change = _timed(lambda: at.select_slider(key="k").set_value(20).run())
+    k_change = _timed(lambda: at.radio(key="k").set_value(20).run())
     at.switch_page("app_pages/inspect.py")
     inspect_first = _timed(at.run)
     assert not at.exception, at.exception
@@ -73,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     user_switch = [_timed(lambda u=u: at.selectbox(key="inspect_user_id").set_value(u).run())
                    for u in users[1:6]]
     tech_switch = _timed(
-        lambda: at.multiselect(key="inspect_techniques").set_value(["als", "itemknn"]).run())
+        lambda: at.multiselect(key="inspect_techniques").set_value(techniques[-2:]).run())
     assert not at.exception, at.exception
 
     rows = [
@@ -88,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
 
     split = api.split_of(lab, "random", 42)
     ctx = api.fit_context(lab, split, api.provider(lab, root), enc, {"tune": True})
-    whats = ["items-photo", "photos"] + (["reviews"] if args.reviews else [])
+    whats = [] if args.no_maps else ["items-photo", "photos"] + (
+        ["reviews"] if args.reviews else [])
     with tempfile.TemporaryDirectory() as fresh:
         for what in whats:
             spec = enc["text"] if what == "reviews" else enc["image"]

@@ -296,14 +296,16 @@ def comparison(lab: api.LabData, cfg: Settings, techniques: list[str]) -> api.Co
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _paired_ci(_cmp: api.Comparison, identity: tuple, baseline: str, metric: str, k: int,
-               seed: int) -> pd.DataFrame:
-    return api.paired_ci(_cmp, baseline, metric, k, seed=seed)
+def _paired_cis(_cmp: api.Comparison, identity: tuple, baseline: str, metric: str,
+                seed: int) -> pd.DataFrame:
+    return api.paired_cis(_cmp, baseline, metric, seed=seed)
 
 
 def paired_ci(cmp: api.Comparison, baseline: str, metric: str, k: int, seed: int) -> pd.DataFrame:
-    """Bootstrap CIs vs ``baseline`` (a small table, cached per stored runs and choice)."""
-    return _paired_ci(cmp, cmp.identity, baseline, metric, int(k), int(seed))
+    """Bootstrap CIs vs ``baseline`` at ``k`` (a small table): every k is computed from one set
+    of draws and cached per stored runs and choice, so changing k costs nothing."""
+    every_k = _paired_cis(cmp, cmp.identity, baseline, metric, int(seed))
+    return every_k[every_k["k"] == int(k)].drop(columns="k").reset_index(drop=True)
 
 
 class EventView:

@@ -104,6 +104,17 @@ def test_paired_ci_difference_and_interval(stored):
     assert api.paired_ci(stored, "nobody", "ndcg", 10).empty
 
 
+def test_paired_cis_every_k_equals_paired_ci_at_each_k(stored):
+    """One set of draws for every k (what the Compare page caches) gives each k's numbers."""
+    every = api.paired_cis(stored, "popular", "ndcg", seed=3)
+    assert sorted(set(every["k"])) == sorted(set(stored.metrics["k"]))
+    for k in (10, 30):
+        one = api.paired_ci(stored, "popular", "ndcg", k, seed=3)
+        pd.testing.assert_frame_equal(
+            every[every["k"] == k].drop(columns="k").reset_index(drop=True), one,
+            check_dtype=False)
+
+
 def test_worst_users_and_beats_orderings(stored):
     worst = api.worst_users(stored, "als", "ndcg", 10, n=2)
     # u3 has 0 and two held-out items; then 0.5 with ties broken by held-out count, then id

@@ -113,6 +113,11 @@ def test_paired_cis_every_k_equals_paired_ci_at_each_k(stored):
         pd.testing.assert_frame_equal(
             every[every["k"] == k].drop(columns="k").reset_index(drop=True), one,
             check_dtype=False)
+    # a pair's numbers do not depend on the other techniques compared (shared draws)
+    for t in set(every["technique"]):
+        pair = api.paired_cis(stored, "popular", "ndcg", seed=3, techniques=[t])
+        pd.testing.assert_frame_equal(
+            pair, every[every["technique"] == t].reset_index(drop=True), check_dtype=False)
 
 
 def test_worst_users_and_beats_orderings(stored):

@@ -9,9 +9,12 @@ Expected in ``root``:
 * ``yelp_academic_dataset_user.json`` (optional, only counted);
 * ``photos.json`` + ``photos/<photo_id>.jpg`` (optional, the photo archive's layout).
 
-All JSON-lines files are read by DuckDB (``read_json``), never line by line in Python: the real
-review file is about 5 GB. The business filters become a join inside DuckDB, so only the reviews of
-kept businesses reach pandas. Malformed lines are found by a separate DuckDB scan of the raw lines
+All JSON-lines files are read by DuckDB, never line by line in Python: the real review file is
+about 5 GB. Businesses and photos go through ``read_json``; reviews are read as numbered lines
+parsed by DuckDB's JSON functions, ids, stars and dates only (the line number is each review's
+key), and the business filters become a join there, so only the ids of kept businesses' reviews
+reach pandas. Their texts are read once at the end, into a Parquet file (``Dataset.texts``).
+Malformed lines are found by a separate DuckDB scan of the raw lines
 (``json_valid`` + required fields), counted and skipped, or reported with their line number under
 ``strict``.
 

@@ -291,17 +291,9 @@ class ClipEncoder(TorchEncoder):
     def _forward_images(self, batch):
         return self._model.encode_image(batch)
 
-    def encode_texts(self, texts, batch_size=None):
-        # longest first, so each batch holds texts of similar length and _encode_tokens trims
-        # its context to the batch's longest text; the order is restored afterwards
-        import numpy as np
-
-        texts = [str(t) for t in texts]
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        out = super().encode_texts([texts[i] for i in order], batch_size)
-        result = np.empty_like(out)
-        result[order] = out
-        return result
+    # longest first, so each batch holds texts of similar length and _encode_tokens trims its
+    # context to the batch's longest text
+    length_sorted_batches = True
 
     def _encode_tokens(self, tokens):
         """``encode_text`` on a context trimmed to the batch's longest text.

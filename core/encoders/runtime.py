@@ -296,6 +296,9 @@ class TorchEncoder(Encoder):
     #: 1600×1200 photo: cosine with a full decode 0.9998 (EfficientNet-Lite0), where a draft of 256
     #: (a 1/4-scale decode) gave 0.9986; ``tests/encoders/test_fast_path.py`` pins ≥ 0.999.
     image_draft: int | None = 512
+    #: ``encode_texts`` batches texts longest first (the order is restored in the output), so a
+    #: batch pads to a similar length; subclasses whose cost follows the longest text set it
+    length_sorted_batches: bool = False
     #: image batch size under ONNX Runtime (``image_batches`` without ``batch_size``)
     ort_image_batch: int = ORT_IMAGE_BATCH
     decode_workers: int = max(1, min(4, n_cpus()))
@@ -485,8 +488,17 @@ class TorchEncoder(Encoder):
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         bs = max(1, batch_size or self.batch_size)
+        order = None
+        if self.length_sorted_batches:
+            order = np.argsort([-len(t) for t in texts], kind="stable")
+            texts = [texts[i] for i in order]
         parts = [self._run(self._forward_texts, texts[i:i + bs]) for i in range(0, len(texts), bs)]
-        return np.concatenate(parts)
+        out = np.concatenate(parts)
+        if order is None:
+            return out
+        result = np.empty_like(out)
+        result[order] = out
+        return result
 
     def encode_images(self, paths: Sequence[str | PathLike]) -> np.ndarray:
         if "image" not in self.modalities:

@@ -119,16 +119,7 @@ class SentenceTransformerEncoder(TorchEncoder):
         features = prep(texts)
         return self._model(features)["sentence_embedding"]
 
-    def encode_texts(self, texts, batch_size=None):
-        # sort by length so batches carry little padding; restore the order afterwards
-        import numpy as np
-
-        texts = [str(t) for t in texts]
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        out = super().encode_texts([texts[i] for i in order], batch_size)
-        result = np.empty_like(out)
-        result[order] = out
-        return result
+    length_sorted_batches = True  # batches of similar length carry little padding
 
 
 class BertEncoder(TorchEncoder):

@@ -24,10 +24,10 @@ def _resampled_means(
     """Bootstrap means of every column of ``diffs (n_users, m)`` under shared draws: ``(B, m)``.
 
     A draw is a vector of counts per user (how often each user was drawn in ``n`` draws with
-    replacement: multinomial, counted with one ``bincount`` per block of draws, about 20x faster
-    than numpy's multinomial over 90,000 users); users absent for a column (``present == False``)
-    get weight 0 there. Draws are generated in blocks so that memory stays under ``block_cells``
-    numbers, whatever the number of users.
+    replacement: multinomial, counted with one ``bincount`` per block of draws: 2.7 s where
+    numpy's multinomial took 6.5 s for 1000 resamples of 90,000 users); users absent for a column
+    (``present == False``) get weight 0 there. Draws are generated in blocks so that memory
+    stays under ``block_cells`` numbers, whatever the number of users.
     """
     n = diffs.shape[0]
     values = np.where(present, diffs, 0.0)

@@ -16,7 +16,7 @@ from core.data import LoadOptions
 from core.data.dataset import build_dataset
 from core.data.demo import REVIEW_FILE, generate_demo
 from core.data.texts import MemoryTexts, ParquetTexts
-from core.data.yelp import load_yelp
+from core.data.yelp import _review_texts, load_yelp
 
 SMALL = {"n_businesses": 30, "n_users": 80, "n_photos": 20}
 
@@ -106,22 +106,8 @@ def test_collapsed_repeats_join_texts_like_the_in_memory_path(tmp_path: Path):
                              for t in frame["text"]))
     con = duckdb.connect()
 
-    def from_lines(rows, keys, order):
-        con.register("m", pd.DataFrame({"row": rows, "k": keys, "o": order}))
-        select = f"""
-            WITH t AS (SELECT m.row, m.o, count(*) OVER (PARTITION BY m.row) AS n,
-                              json_extract_string(l.line, '$.text') AS text
-                       FROM m JOIN (SELECT ordinality AS k, line FROM read_csv('{lines}',
-                           columns={{'line': 'VARCHAR'}}, delim='\x01', quote='', escape='',
-                           header=false) WITH ORDINALITY) l USING (k))
-            SELECT row, text FROM t WHERE n = 1
-            UNION ALL
-            SELECT row, string_agg(text, E'\\n\\n' ORDER BY o) FILTER (WHERE first_copy)
-            FROM (SELECT row, o, text, (text IS NOT NULL AND regexp_matches(text, '[^\\s]'))
-                         AND row_number() OVER (PARTITION BY row, text ORDER BY o) = 1
-                         AS first_copy FROM t WHERE n > 1)
-            GROUP BY row"""
-        return ParquetTexts.write(con, select, n=int(rows.max()) + 1)
+    def from_lines(rows, keys, order):  # the loader's own texts_from, on this file's lines
+        return _review_texts(con, lines, rows, keys, order)
 
     keyed = build_dataset("k", frame.drop(columns="text").assign(text_key=np.arange(1, 8)),
                           items, None, texts_from=from_lines)

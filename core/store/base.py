@@ -14,8 +14,13 @@ module does the rest, the same way for each:
   conflicting lock it retries with backoff for ``lock_timeout`` seconds
   (``$MMREC_CACHE_LOCK_TIMEOUT``, else the store's default), then raises ``CacheError`` naming the
   file and the variable.
-- **One schema check.** Every connection checks the version recorded in the ``meta`` table; a file
+- **One schema check.** A connection checks the version recorded in the ``meta`` table; a file
   with no version yet gets the schema (and the version) on its first write, in one transaction.
+  A read of a file this process has checked since it last changed (``DuckStore.version``) skips the
+  check, so the app's reruns do not repeat it on every read.
+- **A version to cache by.** ``DuckStore.version()`` is a token of the file's state (its stat and
+  its write-ahead log's), ``None`` while it has just changed: what was read under a token may be
+  kept (per process) until the token differs.
 - **In-process serialisation.** Streamlit runs each browser session as a thread of one process;
   those threads share DuckDB's database instance, where two writers race (a catalog conflict
   creating the schema, a row inserted once per writer) and a read-only and a read-write connection
@@ -31,19 +36,31 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from os import PathLike
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from core.errors import CacheError
+
+T = TypeVar("T")
 
 #: seconds to retry opening a store's file while another process holds it (every store)
 LOCK_TIMEOUT_ENV = "MMREC_CACHE_LOCK_TIMEOUT"
 
+#: A file that changed less than this many seconds ago has no ``DuckStore.version`` yet: file
+#: times can be as coarse as a clock tick, so two changes in one tick may leave the same stat (the
+#: "racily clean" case of git's index). Older changes are told apart by the stat alone.
+SETTLED_S = 1.0
+
 _guard = threading.Lock()
 _file_locks: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+#: file path -> the ``DuckStore.version`` at which this process last found its schema current
+_schema_ok: dict[str, tuple] = {}
+#: file path -> results read at its current version (``DuckStore.remember``), least recent first
+_memos: dict[str, OrderedDict[Hashable, tuple[tuple, Any]]] = {}
 
 
 def shared_lock(table: weakref.WeakValueDictionary, path: Path, factory: Callable[[], Any]):
@@ -118,9 +135,63 @@ class DuckStore:
             lock_timeout = float(os.environ.get(LOCK_TIMEOUT_ENV) or self.default_lock_timeout)
         self.lock_timeout = lock_timeout
         self._lock = shared_lock(_file_locks, self.path.resolve(), threading.RLock)
-        if self.create_on_open:
+        if self.create_on_open and not self._checked(self.version()):
             with self.connect():
                 pass
+
+    def version(self) -> tuple | None:
+        """A token of the file's current state, or ``None`` when there is no file or it (or its
+        write-ahead log) changed less than ``SETTLED_S`` seconds ago.
+
+        Every committed write changes the token: DuckDB appends a commit to ``<file>.wal`` and
+        later checkpoints it into the file (and drops the log). So whatever was read from the file
+        after taking a token may be kept and reused while ``version()`` still returns that token;
+        after any write, another process's included, it returns another one (or ``None``)."""
+        now = time.time_ns()
+        parts: list[tuple | None] = []
+        for path in (self.path, self.path.with_name(self.path.name + ".wal")):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                if path == self.path:
+                    return None
+                parts.append(None)
+                continue
+            if now - max(st.st_mtime_ns, st.st_ctime_ns) < SETTLED_S * 1e9:
+                return None
+            parts.append((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+        return (str(self.path.resolve()), *parts)
+
+    def _checked(self, version: tuple | None) -> bool:
+        """Whether this process found the schema current at ``version`` (not ``None``)."""
+        return version is not None and _schema_ok.get(version[0]) == version
+
+    def remember(self, key: Hashable, read: Callable[[], T], keep: int = 32) -> T:
+        """``read()`` (a read of this file), kept in this process under ``key`` and returned
+        again while ``version()`` is unchanged; read afresh when the file changed (or has no
+        version yet). What comes back is shared by every caller: never modify it.
+
+        Only results of the file's current version are kept, at most ``keep`` of them (the least
+        recently used go first)."""
+        version = self.version()  # taken before reading: a write meanwhile changes it
+        if version is None:
+            return read()
+        with _guard:
+            memo = _memos.get(version[0])
+            hit = memo.get(key) if memo is not None else None
+            if hit is not None and hit[0] == version:
+                memo.move_to_end(key)
+                return hit[1]
+        value = read()
+        with _guard:
+            memo = _memos.setdefault(version[0], OrderedDict())
+            for old in [k for k, (v, _) in memo.items() if v != version]:
+                del memo[old]  # an older version of the file: never current again
+            memo[key] = (version, value)
+            memo.move_to_end(key)
+            while len(memo) > keep:
+                memo.popitem(last=False)
+        return value
 
     @contextmanager
     def connect(self, write: bool = False) -> Iterator:
@@ -138,15 +209,21 @@ class DuckStore:
                     yield None
                     return
                 write = True
+            version = None if write else self.version()  # taken before the file is read
             con = self._open(write)
             try:
-                if not self._check_schema(con, write):
+                if self._checked(version):
+                    pass  # checked since the file last changed
+                elif not self._check_schema(con, write):
                     if not self.create_on_open:
                         yield None
                         return
                     con.close()
                     con = self._open(write=True)
                     self._check_schema(con, write=True)
+                elif version is not None:
+                    with _guard:
+                        _schema_ok[version[0]] = version
                 yield con
             finally:
                 con.close()

@@ -22,10 +22,12 @@ per split key, the held-out truth and the items' train popularity (novelty's ``c
 Concurrency (the store base, ``core.store.base``): every operation opens a short-lived connection
 (read-only for queries), so the CLI and several app sessions can share the file; one that finds the
 file locked by another process retries for ``lock_timeout`` seconds (default 10,
-``$MMREC_CACHE_LOCK_TIMEOUT``) and then raises ``CacheError`` naming the file. Rows of one run are
-written in one transaction, so a reader never sees half a run. Within one process (Streamlit runs
-each browser session as a thread) connections to the file are serialised, so two sessions never
-both create the schema or both store a split's truth.
+``$MMREC_CACHE_LOCK_TIMEOUT``) and then raises ``CacheError`` naming the file. The reads a page
+repeats on every rerun (``existing``, ``load_metrics``, ``truth``) are kept per process while the
+file's ``DuckStore.version`` is unchanged, so a run stored by anyone is seen on the next read.
+Rows of one run are written in one transaction, so a reader never sees half a run. Within one
+process (Streamlit runs each browser session as a thread) connections to the file are serialised,
+so two sessions never both create the schema or both store a split's truth.
 
 Computing a run once: ``compute_lock(key)`` is the right to compute run ``key`` — a thread lock
 per key within the process plus ``fcntl.flock`` on ``<cache>/runs.locks/<key>.lock`` across
@@ -409,15 +411,20 @@ class RunStore(DuckStore):
 
     # --- queries -----------------------------------------------------------------------------
     def existing(self, keys: Iterable[str], ks: Iterable[int] = ()) -> set[str]:
-        """Which of ``keys`` are stored, evaluated at every cut-off in ``ks`` at least."""
-        keys = list(keys)
+        """Which of ``keys`` are stored, evaluated at every cut-off in ``ks`` at least (read once
+        per version of the file, ``DuckStore.remember``)."""
+        keys = sorted({str(k) for k in keys})
         if not keys:
             return set()
         need = {int(k) for k in ks}
-        with self.connect() as con:
-            rows = con.execute(
-                "SELECT run_key, ks FROM runs WHERE list_contains(?, run_key)", [keys]
-            ).fetchall()
+
+        def read() -> list[tuple[str, str]]:
+            with self.connect() as con:
+                return con.execute(
+                    "SELECT run_key, ks FROM runs WHERE list_contains(?, run_key)", [keys]
+                ).fetchall()
+
+        rows = self.remember(("existing", tuple(keys)), read)
         return {key for key, stored in rows if need <= {int(k) for k in json.loads(stored)}}
 
     def _names(self, con, keys: Keys) -> pd.DataFrame:
@@ -497,14 +504,26 @@ class RunStore(DuckStore):
     def load_metrics(self, keys: Keys, split: str | None = None) -> StoredRuns:
         """Only the small parts of the runs ``keys``: metrics, run rows and the split's truth
         (``per_user`` and ``recs`` come back empty; query them with ``query_per_user`` /
-        ``query_recs``)."""
-        with self.connect() as con:
-            runs = self._runs_rows(con, keys)
-            metrics = self._per_run(con, "metrics", METRIC_COLUMNS, keys, {},
-                                    "n.technique, t.metric, t.k")
-            truth = self._truth(con, self._split_of(runs, split))
+        ``query_recs`` / ``query_user``). Read once per version of the file
+        (``DuckStore.remember``): the frames are shared, never modify them."""
+        def read() -> tuple[pd.DataFrame, pd.DataFrame]:
+            with self.connect() as con:
+                return (self._runs_rows(con, keys),
+                        self._per_run(con, "metrics", METRIC_COLUMNS, keys, {},
+                                      "n.technique, t.metric, t.k"))
+
+        runs, metrics = self.remember(("metrics", _hashable(keys)), read)
         empty = pd.DataFrame()
-        return StoredRuns(runs, metrics, empty, empty, truth)
+        return StoredRuns(runs, metrics, empty, empty, self.truth(self._split_of(runs, split)))
+
+    def truth(self, split: str) -> pd.DataFrame:
+        """The held-out (user_id, item_id) pairs of split key ``split``, sorted, read once per
+        version of the file (shared: never modify it)."""
+        def read() -> pd.DataFrame:
+            with self.connect() as con:
+                return self._truth(con, split)
+
+        return self.remember(("truth", split), read, keep=32)
 
     @staticmethod
     def _truth(con, skey: str) -> pd.DataFrame:
@@ -530,6 +549,19 @@ class RunStore(DuckStore):
                                  {"user_id": user_id, "technique": technique,
                                   "item_id": item_id},
                                  "n.technique, t.user_id, t.rank")
+
+    def query_user(self, keys: Keys, user_id: str, k: int | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """One user's rows of runs ``keys`` in one connection: the per-user rows (as
+        ``query_per_user``, at cut-off ``k`` or every one) and the top-k rows (as
+        ``query_recs``)."""
+        with self.connect() as con:
+            per_user = self._per_run(con, "per_user", PER_USER_COLUMNS, keys,
+                                     {"user_id": user_id, "k": k},
+                                     "n.technique, t.metric, t.k, t.user_id")
+            recs = self._per_run(con, "recs", REC_COLUMNS, keys, {"user_id": user_id},
+                                 "n.technique, t.user_id, t.rank")
+        return per_user, recs
 
     def list_runs(self) -> pd.DataFrame:
         """One row per stored run, oldest first: run_key, dataset_name, dataset, split, seed,
@@ -703,6 +735,13 @@ class RunStore(DuckStore):
             for table in ("runs", "metrics", "per_user", "recs", "truth", "items"):
                 con.execute(f"DELETE FROM {table}")
         return int(n)
+
+
+def _hashable(keys: Keys) -> tuple:
+    """``keys`` as a memo key: label -> key pairs, or the keys in order."""
+    if isinstance(keys, Mapping):
+        return ("labels", *((str(label), str(key)) for label, key in keys.items()))
+    return ("keys", *(str(k) for k in keys))
 
 
 def _json(value: Any) -> str:

@@ -6,7 +6,9 @@ Caching policy (Streamlit's own guidance):
   embedding providers (DuckDB connection + encoder models) and fitted content models. Nothing
   returned from them is mutated.
 * ``st.cache_data`` only for the small encoder/technique lists, bounded with ``max_entries``.
-* Big arrays and results live in DuckDB (runs, projections, embeddings), reloaded per rerun.
+* Big arrays and results live in DuckDB (runs, projections, embeddings), queried per rerun; the
+  small reads every rerun repeats (which runs are stored, their metrics, the held-out truth) are
+  kept by the runs store itself while its file is unchanged (``DuckStore.remember``).
 """
 
 from __future__ import annotations

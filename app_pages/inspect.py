@@ -10,6 +10,9 @@ from app_pages import _ui as ui
 from core import lab as api
 from core.evaluation.metrics import METRIC_INFO, PER_USER_METRICS
 
+#: History cards drawn (the others are counted); only their reviews are read.
+HISTORY_SHOWN = 30
+
 st.title("Inspect a user")
 cfg = ui.settings()
 with ui.guard():
@@ -90,7 +93,7 @@ for t in techniques:
 shown = list(dict.fromkeys([metric, "ndcg", "map", "recall", "hit_rate"]))
 with ui.guard():
     view = api.user_view(lab, split, cmp, user, techniques, n=n, explainers=explainers,
-                         metrics=shown)
+                         metrics=shown, reviews=HISTORY_SHOWN)
 
 st.subheader(f"User {view.user_id}")
 st.markdown(f"#### Per-user metrics @{n}")
@@ -119,7 +122,7 @@ for col, technique in zip(cols, techniques):
 c1, c2 = st.columns([3, 2])
 with c1:
     st.markdown(f"#### Train history ({len(view.history)} items)")
-    for row in view.history.head(30).itertuples():
+    for row in view.history.head(HISTORY_SHOWN).itertuples():
         with st.container(border=True):
             p, t = st.columns([1, 3])
             with p:
@@ -131,8 +134,8 @@ with c1:
                             help=f"item id `{row.item_id}`")
                 if row.review:
                     st.caption(row.review)
-    if len(view.history) > 30:
-        st.caption(f"… and {len(view.history) - 30} more")
+    if len(view.history) > HISTORY_SHOWN:
+        st.caption(f"… and {len(view.history) - HISTORY_SHOWN} more")
 with c2:
     st.markdown(f"#### Held out ({len(view.held_out)} items)")
     ui.grid(view.held_out.assign(score=float("nan")), columns=3, score=False)

@@ -83,7 +83,7 @@ def _with_user_counts(frame: pd.DataFrame, cmp: Comparison, data: LabData | None
 
 def user_ids(cmp: Comparison) -> list[str]:
     """Evaluated users (those with held-out items), sorted."""
-    return sorted(cmp.truth["user_id"].astype(str).unique().tolist())
+    return cmp.evaluated_users()
 
 
 @dataclass
@@ -115,14 +115,22 @@ SCORE_NOTE = ("score: the technique's raw score scaled to [0, 1] over its stored
               "score ranges compare; the raw score is in the card's tooltip")
 
 
-def _with_city(frame: pd.DataFrame, data: LabData, idx: np.ndarray) -> pd.DataFrame:
-    """``frame`` (rows of the items ``idx``) with a ``city`` column after ``category``, to tell
-    apart items of the same name (``""`` when the data has no city)."""
+def _items(data: LabData, idx: np.ndarray) -> pd.DataFrame:
+    """``items_frame`` of the item indices ``idx`` with a ``city`` column after ``category``, to
+    tell apart items of the same name (``""`` when the data has no city)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    frame = items_frame(data, idx)
     items = data.ds.items
-    city = (items["city"].fillna("").astype(str).to_numpy()[np.asarray(idx, dtype=np.int64)]
+    city = (items["city"].take(idx).fillna("").astype(str).to_numpy()
             if "city" in items.columns else np.full(len(frame), "", dtype=object))
     frame.insert(frame.columns.get_loc("category") + 1, "city", city)
     return frame
+
+
+def _split_rows(frame: pd.DataFrame, sizes: Sequence[int]) -> list[pd.DataFrame]:
+    """``frame`` cut into consecutive parts of ``sizes`` rows, each indexed from 0."""
+    ends = np.cumsum(sizes)
+    return [frame.iloc[end - size:end].reset_index(drop=True) for size, end in zip(sizes, ends)]
 
 
 def _scaled(scores: np.ndarray) -> np.ndarray:
@@ -146,6 +154,7 @@ def user_view(
     explainers: dict[str, Any] | None = None,
     metrics: Sequence[str] = ("ndcg", "map", "recall", "hit_rate"),
     k: int | None = None,
+    reviews: int | None = None,
 ) -> UserView:
     """The user's train history, held-out items and each technique's stored top-``n``, with the
     per-user ``metrics`` at ``k`` (default ``n``: one cut-off for the cards and the numbers; a
@@ -154,6 +163,8 @@ def user_view(
     Args:
         explainers: technique -> fitted content recommender (with ``item_vecs``) to say which
             history item is closest to each recommendation; see ``content_model``.
+        reviews: read the review texts of the first ``reviews`` history rows only (the ones a
+            page shows; the others' ``review`` is ``""``); default every row.
     Raises:
         LabError: unknown user id.
     """
@@ -161,28 +172,33 @@ def user_view(
     ds = data.ds
     u = ds.user_index(user_id)
     train = split.train[split.train["user"] == u].sort_values("timestamp")
-    history = _with_city(items_frame(data, train["item"].to_numpy()), data,
-                         train["item"].to_numpy())
+    test = split.test[split.test["user"] == u]
+    hist_idx = train["item"].to_numpy()
+    held_items = test["item"].to_numpy()
+    user_rows, user_recs = cmp.user_rows(str(user_id), k=k)
+    stored = {t: user_recs[user_recs["technique"] == t].sort_values("rank") for t in techniques}
+    rec_idx = {t: np.asarray([ds.item_index(i) for i in r.head(n)["item_id"].astype(str)],
+                             dtype=np.int64) for t, r in stored.items()}
+    # one items frame for every item shown (history, held out, each technique's list)
+    parts = [hist_idx, held_items, *rec_idx.values()]
+    history, held, *rec_frames = _split_rows(
+        _items(data, np.concatenate(parts).astype(np.int64)), [len(p) for p in parts])
+
     history["rating"] = train["rating"].to_numpy()
     history["date"] = pd.to_datetime(train["timestamp"].to_numpy(), unit="s").date
-    history["review"] = [snippet(t) for t in ds.texts.get(train.index)]
+    shown = train.index if reviews is None else train.index[: max(0, int(reviews))]
+    texts = [snippet(t) for t in ds.texts.get(shown)]
+    history["review"] = texts + [""] * (len(history) - len(texts))
     truth = cmp.truth[cmp.truth["user_id"] == str(user_id)]
     relevant = set(truth["item_id"].astype(str))
-    test = split.test[split.test["user"] == u]
-    held_items = test["item"].to_numpy()
-    held = _with_city(items_frame(data, held_items), data, held_items)
     held["rating"] = test["rating"].to_numpy()
     held["relevant"] = held["item_id"].isin(relevant)
     recs: dict[str, pd.DataFrame] = {}
-    hist_idx = train["item"].to_numpy()
-    user_recs = cmp.recs_rows(user_id=str(user_id))
-    user_rows = cmp.per_user_rows(user_id=str(user_id), k=int(k))
-    for technique in techniques:
-        stored = user_recs[user_recs["technique"] == technique].sort_values("rank")
-        scaled = _scaled(stored["score"].to_numpy())[: int(n)]
-        r = stored.head(n)
-        idx = np.asarray([ds.item_index(i) for i in r["item_id"].astype(str)], dtype=np.int64)
-        frame = _with_city(items_frame(data, idx), data, idx)
+    for technique, frame in zip(rec_idx, rec_frames):
+        r = stored[technique]
+        idx = rec_idx[technique]
+        scaled = _scaled(r["score"].to_numpy())[: int(n)]
+        r = r.head(n)
         frame.insert(0, "rank", r["rank"].to_numpy())
         frame["score"] = r["score"].to_numpy()
         frame["score_scaled"] = scaled

@@ -72,6 +72,19 @@ class Comparison:
             self._available_keys, metric=metric,
             k=None if k is None else int(k), user_id=user_id, technique=technique)
 
+    def user_rows(self, user_id: str, k: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """One user's per-user rows (at ``k``, or every k) and top-k rows, as ``per_user_rows``
+        and ``recs_rows`` give them, read in one connection."""
+        return self.store.query_user(self._available_keys, str(user_id),
+                                     k=None if k is None else int(k))
+
+    def evaluated_users(self) -> list[str]:
+        """Users with held-out items, sorted (worked out once per version of the runs file)."""
+        def read() -> list[str]:
+            return sorted(self.truth["user_id"].astype(str).unique().tolist())
+
+        return list(self.store.remember(("users", self.split_key), read))
+
     def recs_rows(self, user_id: str | None = None, technique: str | None = None,
                   item_id: str | None = None) -> pd.DataFrame:
         """Top-k rows (technique, user_id, rank, item_id, score) of a user, technique and/or

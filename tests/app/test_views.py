@@ -310,3 +310,20 @@ def test_user_view_scores_are_scaled_per_technique_and_items_carry_their_city(de
         cities = lab.ds.items.set_index("item_id").loc[recs["item_id"], "city"].tolist()
         assert recs["city"].tolist() == cities
     assert "city" in view.history.columns and "city" in view.held_out.columns
+
+
+def test_user_view_reads_only_the_reviews_asked_for(demo_cache):
+    lab, cmp = _lab(demo_cache)
+    split = api.split_of(lab, "random", 42)
+    users = api.user_ids(cmp)
+    counts = split.train["user"].value_counts()
+    user = max(users, key=lambda u: counts.get(lab.ds.user_index(u), 0))  # the longest history
+    full = api.user_view(lab, split, cmp, user, ["popular", "als"], n=10)
+    some = api.user_view(lab, split, cmp, user, ["popular", "als"], n=10, reviews=3)
+    assert len(full.history) > 3 and full.history["review"].str.len().gt(0).sum() > 3
+    assert some.history["review"].tolist() == (full.history["review"].head(3).tolist()
+                                               + [""] * (len(full.history) - 3))
+    assert some.history.drop(columns="review").equals(full.history.drop(columns="review"))
+    for technique in full.recs:
+        assert some.recs[technique].equals(full.recs[technique])
+    assert some.metrics.equals(full.metrics) and some.held_out.equals(full.held_out)

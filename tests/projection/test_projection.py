@@ -114,3 +114,81 @@ def test_incompatible_projection_file_names_the_file(tmp_path):
     with pytest.raises(CacheError, match=r"projections.duckdb: projection cache schema version "
                                          r"999, this code needs 1; delete the file"):
         ProjectionStore(path)
+
+
+def test_nearest_cosine_is_exact_and_independent_of_the_block():
+    from core.projection import nearest_cosine
+
+    rng = np.random.default_rng(5)
+    q, v = rng.normal(size=(23, 6)), rng.normal(size=(40, 6))
+    rows, sims = nearest_cosine(q, v, k=4, block=7)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    full = unit(q) @ unit(v).T
+    np.testing.assert_array_equal(rows, np.argsort(-full, axis=1)[:, :4])
+    np.testing.assert_allclose(sims, np.sort(full, axis=1)[:, ::-1][:, :4], atol=1e-6)
+    np.testing.assert_array_equal(rows, nearest_cosine(q, v, k=4, block=1000)[0])
+
+
+def test_exact_neighbours_handed_to_umap_keep_clusters_apart(monkeypatch):
+    import core.projection as projection
+
+    monkeypatch.setattr(projection, "EXACT_KNN_MIN", 10)  # the path of maps above 4,096 points
+    x = _clusters()
+    a = project(x, seed=3)
+    np.testing.assert_allclose(a, project(x, seed=3))
+    labels = np.repeat(np.arange(3), 20)
+    assert _same_cluster_share(a, labels) > 0.95
+
+
+def _same_cluster_share(coords: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
+    """Share of each point's ``k`` nearest points on the map that are of its own cluster."""
+    d = ((coords[:, None, :] - coords[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    near = np.argsort(d, axis=1)[:, :k]
+    return float((labels[near] == labels[:, None]).mean())
+
+
+def test_a_landmark_map_lays_out_a_sample_and_places_the_rest_near_it(monkeypatch):
+    import core.projection as projection
+
+    rng = np.random.default_rng(1)
+    centres = np.eye(16, dtype=np.float32)[:4] * 5
+    labels = np.repeat(np.arange(4), 60)
+    x = (centres[labels] + rng.normal(scale=0.3, size=(240, 16))).astype(np.float32)
+    monkeypatch.setattr(projection, "REDUCED_DIMS", 8)  # 16-d vectors go through the PCA step
+    a = project(x, seed=2, landmarks=80)
+    assert a.shape == (240, 2) and np.isfinite(a).all()
+    np.testing.assert_allclose(a, project(x, seed=2, landmarks=80))
+    assert _same_cluster_share(a, labels) > 0.95
+    # the other points sit exactly where place_near puts them among the landmarks
+    chosen = sample_rows(240, 80, seed=2)
+    rest = np.setdiff1d(np.arange(240), chosen)
+    reduced = projection._reduce(x, chosen, 8, seed=2)
+    np.testing.assert_allclose(
+        a[rest], place_near(reduced[rest], reduced[chosen], a[chosen], k=projection.PLACE_K),
+        rtol=1e-5, atol=1e-5)
+
+
+def test_the_layout_is_part_of_the_cache_key(tmp_path, monkeypatch):
+    import core.projection as projection
+
+    assert projection.layout_params(100) == {}
+    assert projection.layout_params(5000) == {"neighbours": "exact"}
+    assert projection.layout_params(30_000)["landmarks"] == projection.LANDMARKS
+    x = _clusters()
+    key = {"dataset": "d", "encoder": "e", "what": "items"}
+    assert not project_cached(x, key, tmp_path, seed=1).landmarks
+    monkeypatch.setattr(projection, "LANDMARKS", 30)  # the same vectors as a landmark map
+    third = project_cached(x, key, tmp_path, seed=1)
+    assert not third.cached and third.landmarks == 30
+    assert project_cached(x, key, tmp_path, seed=1).cached
+
+
+def test_estimates_count_placed_points_at_a_fraction_of_umap_points():
+    from core.projection import LANDMARKS, PLACE_COST, estimate_map, map_work
+
+    assert map_work(500) == 500
+    assert map_work(LANDMARKS + 1000) == LANDMARKS + PLACE_COST * 1000
+    small, big = (estimate_map(n, first_in_process=False).seconds
+                  for n in (LANDMARKS, 5 * LANDMARKS))
+    assert small < big < 5 * small

@@ -82,7 +82,10 @@ def encoder_pickers(lab: api.LabData | None) -> None:
     choices = ui.encoder_choices()
     unavailable = []
     for role in api.ROLES:
-        rows = choices.get(role, [])
+        # a dataset's own item features are available exactly when the loaded dataset has them
+        rows = [dict(r, available=api.features_here(r["spec"], lab),
+                     reason=f"{lab.spec if lab else 'the dataset'} carries no such features")
+                if r.get("kind") == "features" else r for r in choices.get(role, [])]
         options = [r["spec"] for r in rows if r.get("available", True)] + [ui.NONE]
         labels = {r["spec"]: (ui.align_label(lab, r["spec"]) if r.get("kind") == "align"
                               and r.get("available", True) else r["label"]) for r in rows}

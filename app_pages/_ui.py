@@ -253,10 +253,19 @@ def _provider(_data: api.LabData, key: str, root: str):
     return api.provider(_data, root)
 
 
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _context(_data: api.LabData, _split: Any, _provider: Any, key: tuple):
+    encoders, options, seed = dict(key[3]), dict(key[4]), key[2]
+    return api.fit_context(_data, _split, _provider, encoders, options, seed)
+
+
 def context(lab: api.LabData, cfg: Settings):
-    """A ``FitContext`` on the train part with the shared embedding provider."""
-    return api.fit_context(lab, split(lab, cfg), _provider(lab, lab.key, str(cfg.cache_root)),
-                           cfg.encoders, cfg.options, cfg.seed)
+    """A ``FitContext`` on the train part with the shared embedding provider, built once per
+    (dataset, split, seed, encoders, options): what it memoises (representations, maps) then
+    lasts across reruns and sessions instead of being rebuilt on every rerun."""
+    key = (lab.key, cfg.split, cfg.seed, tuple(sorted(cfg.encoders.items(), key=str)),
+           tuple(sorted(cfg.options.items(), key=str)), str(cfg.cache_root))
+    return _context(lab, split(lab, cfg), _provider(lab, lab.key, str(cfg.cache_root)), key)
 
 
 @st.cache_resource(max_entries=6, show_spinner=False)

@@ -33,6 +33,7 @@ from core.lab.choices import (
     ROLES,
     encoder_choices,
     encoder_role,
+    features_here,
     split_kinds,
     technique_choices,
     technique_colours,
@@ -80,5 +81,5 @@ __all__ = [
     "stored_techniques", "technique_choices", "user_ids", "user_metric", "user_view",
     "worst_users",
     "SCORE_NOTE", "RunEstimate", "estimate_runs", "metric_column", "technique_colours",
-    "ItemView", "item_view", "selected_rows",
+    "ItemView", "item_view", "selected_rows", "features_here",
 ]

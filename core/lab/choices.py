@@ -78,6 +78,14 @@ def encoder_choices(check: bool = True) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def features_here(spec: str, data: Any | None) -> bool:
+    """Whether the ``features:<modality>`` spec can be used on the loaded dataset ``data`` (a
+    ``LabData``, or ``None`` before one loads): the dataset carries item features of that
+    modality (an ``mmrec:`` dataset's ``image_feat.npy`` / ``text_feat.npy``)."""
+    modality = spec.partition(":")[2].strip()
+    return data is not None and modality in getattr(data.ds, "item_features", {})
+
+
 def _defaults(choices: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
     """The first real CLIP that is available (``encoder_choices(check=True)`` already counts one
     available exactly when its weights are here), else ``DEFAULT_ALIGN``."""

@@ -149,10 +149,10 @@ def test_a_click_on_a_later_category_trace_opens_that_item(app, demo_cache):
     traces = _chart_spec(at)["data"]
     assert len(traces) >= 3  # colour by category: one trace per category
     trace = traces[2]
-    row = int(_values(trace["customdata"])[0][0])
+    row = int(_values(trace["customdata"])[0])  # one row number per point
     at = _select(at, [{"curve_number": 2, "point_number": 0, "point_index": 0,
                        "x": _values(trace["x"])[0], "y": _values(trace["y"])[0],
-                       "customdata": [row]}])
+                       "customdata": row}])
     _ok(at)
     assert any(m.value.startswith("#### Selected: 1 point") for m in at.markdown)
     item_id = at.selectbox(key="map_item").value

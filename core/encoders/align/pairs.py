@@ -76,6 +76,11 @@ def build_pairs(ds, kinds: tuple[str, ...], photo_hashes: list[str | None], seed
     readable = np.array([h is not None for h in photo_hashes], dtype=bool)
     photo_item = photos["item"].to_numpy(dtype=np.int64) if n_photos else np.zeros(0, np.int64)
     counts: dict[str, int] = {"photos_unreadable": int((~readable).sum())}
+    none = EncoderUnavailable(
+        f"align: {ds.name} gives no image–text pair of the sets {'+'.join(kinds)} (it needs "
+        "photos with captions, or photos of items with a name or description)")
+    if not readable.any():  # no photo, no pair: said before any text is built
+        raise none
 
     text_of: dict[str, int] = {}
     texts: list[str] = []
@@ -129,9 +134,7 @@ def build_pairs(ds, kinds: tuple[str, ...], photo_hashes: list[str | None], seed
             j = text_number(" ".join(str(text).split()))
             rows.extend((j, r, "review") for r in rs)
     if not rows:
-        raise EncoderUnavailable(
-            f"align: {ds.name} gives no image–text pair of the sets {'+'.join(kinds)} (it needs "
-            "photos with captions, or photos of items with a name or description)")
+        raise none
 
     t_idx = np.array([r[0] for r in rows], dtype=np.int64)
     p_rows = np.array([r[1] for r in rows], dtype=np.int64)

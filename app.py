@@ -55,7 +55,7 @@ def dataset_picker() -> None:
 
 
 def dataset_summary(lab: api.LabData) -> None:
-    summary, warnings = api.describe(lab)
+    summary, warnings = ui.describe(lab)
     if lab.is_demo:
         st.sidebar.caption("Synthetic demo data (procedurally generated restaurants, reviews and "
                            "photos in the Yelp layout) — not real Yelp data.")

@@ -43,10 +43,10 @@ def hover_texts(pts: pd.DataFrame) -> np.ndarray:
 
 def map_figure(pts: pd.DataFrame, overlay: pd.DataFrame, colour: str | None, title: str,
                rec_colour: str) -> go.Figure:
-    """The map as scatter traces (WebGL for large maps; one per value of a categorical ``colour``, or one
-    coloured by a number) plus the overlay's traces. Each point carries its row of ``pts`` as
-    ``customdata`` (``api.selected_rows`` reads it back); arrays go as numpy arrays, which plotly
-    sends as binary, so 100,000 points cost a fraction of a second."""
+    """The map as scatter traces (WebGL above 1,000 points; one per value of a categorical
+    ``colour``, or one coloured by a number) plus the overlay's traces. Each point carries its
+    row of ``pts`` as ``customdata`` (``api.selected_rows`` reads it back); arrays go as numpy
+    arrays, which plotly sends as binary, so 100,000 points cost a fraction of a second."""
     fig = go.Figure()
     x, y = pts["x"].to_numpy(np.float32), pts["y"].to_numpy(np.float32)
     rows = np.arange(len(pts), dtype=np.int32)

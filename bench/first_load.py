@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
+from bench._app import BROWSER_ARGS, CHROMIUM, ROOT, app_server
+
 TECHNIQUES = ["popular", "als", "itemknn", "image"]
 HEADING = "Compare techniques"
 TARGET_S = 3.0
@@ -42,12 +41,6 @@ assert not at.exception, at.exception
 assert any(t.value == {HEADING!r} for t in at.title), [t.value for t in at.title]
 print(json.dumps({{"import": t1 - t0, "run": t2 - t1, "torch": "torch" in sys.modules}}))
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _torch_mapped(pid: int) -> bool | None:
@@ -84,52 +77,27 @@ def _browser(env: dict[str, str], log_path: Path) -> list[tuple[str, float, floa
     from playwright.sync_api import sync_playwright
 
     rows: list[tuple[str, float, float | None]] = []
-    port = _free_port()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM),
-                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-        with open(log_path, "w") as log:
-            t_spawn = time.perf_counter()
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-                 "--server.port", str(port), "--server.address", "127.0.0.1",
-                 "--server.headless", "true", "--browser.gatherUsageStats", "false",
-                 "--server.fileWatcherType", "none"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-            try:
-                while True:
-                    try:
-                        socket.create_connection(("127.0.0.1", port), 0.2).close()
-                        break
-                    except OSError:
-                        if proc.poll() is not None or time.perf_counter() - t_spawn > 120:
-                            raise RuntimeError(f"streamlit did not start: {log_path.read_text()}")
-                        time.sleep(0.05)
-                rows.append(("server start (spawn → port open)",
-                             time.perf_counter() - t_spawn, None))
-                for session in ("first session of the server", "second session"):
-                    page = browser.new_context().new_page()
-                    t0 = time.perf_counter()
-                    page.goto(f"http://127.0.0.1:{port}/")
-                    page.wait_for_selector(f"h1:has-text('{HEADING}')", timeout=600_000)
-                    heading = time.perf_counter() - t0
-                    page.wait_for_selector("[data-test-script-state='notRunning']",
-                                           timeout=600_000)
-                    done = time.perf_counter() - t0
-                    assert page.locator("[data-testid='stException']").count() == 0
-                    rows.append((f"{session}: request → heading visible", heading, TARGET_S))
-                    rows.append((f"{session}: request → page complete", done, None))
-                    page.context.close()
-                torch = _torch_mapped(proc.pid)
-                rows.append(("server imported torch" + (" (unknown)" if torch is None else
-                                                        f": {'yes' if torch else 'no'}"),
-                             float("nan"), None))
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        t_spawn = time.perf_counter()
+        with app_server(env, log_path) as (port, proc):
+            rows.append(("server start (spawn → port open)", time.perf_counter() - t_spawn, None))
+            for session in ("first session of the server", "second session"):
+                page = browser.new_context().new_page()
+                t0 = time.perf_counter()
+                page.goto(f"http://127.0.0.1:{port}/")
+                page.wait_for_selector(f"h1:has-text('{HEADING}')", timeout=600_000)
+                heading = time.perf_counter() - t0
+                page.wait_for_selector("[data-test-script-state='notRunning']", timeout=600_000)
+                done = time.perf_counter() - t0
+                assert page.locator("[data-testid='stException']").count() == 0
+                rows.append((f"{session}: request → heading visible", heading, TARGET_S))
+                rows.append((f"{session}: request → page complete", done, None))
+                page.context.close()
+            torch = _torch_mapped(proc.pid)
+            rows.append(("server imported torch" + (" (unknown)" if torch is None else
+                                                    f": {'yes' if torch else 'no'}"),
+                         float("nan"), None))
         browser.close()
     return rows
 

@@ -38,7 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench._app import BROWSER_ARGS, CHROMIUM, ROOT, app_server
+from bench._machine import matmul_gflops
+
 SPEC, WHAT = "features:text", "items-text"
 COLD_TARGET_S, WARM_TARGET_S = 60.0, 1.0
 
@@ -96,16 +98,6 @@ def write_items_dataset(folder: Path, n_items: int = 100_000, n_users: int = 50_
         for row in zip(user.tolist(), item.tolist(), stamp.tolist(), label.tolist()):
             f.write("%d\t%d\t5\t%d\t%d\n" % row)
     return folder
-
-
-def _matmul_gflops() -> float:
-    a = np.random.default_rng(0).normal(size=(2048, 2048)).astype(np.float32)
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        a @ a
-        best = min(best, time.perf_counter() - t0)
-    return 2 * 2048 ** 3 / best / 1e9
 
 
 def _cold(dataset: str, cache: Path) -> dict:
@@ -187,25 +179,12 @@ def _warm(dataset: str, cache: Path, reruns: int = 5) -> dict:
             "page_colour_s": colour, "charts": len(charts)}
 
 
-CHROMIUM = Path("/usr/bin/chromium")
-BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"]
 #: in the page: arm a flag that plotly's next ``plotly_afterplot`` on the map sets
 _ARM_JS = """() => {
   const gd = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
   window.__plotted = false;
   gd.on("plotly_afterplot", () => { window.__plotted = true; });
 }"""
-
-
-def _server(cache: Path, port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "MMREC_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
-         str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
 
 
 def _settled(page, timeout_ms: int = 600_000) -> None:
@@ -215,27 +194,14 @@ def _settled(page, timeout_ms: int = 600_000) -> None:
 
 def _browser(dataset: str, cache: Path) -> dict:
     """The app in headless Chromium on ``cache`` (the map stored there by ``_warm``)."""
-    import socket
     import urllib.parse
 
     from playwright.sync_api import sync_playwright
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = cache / "bench-server.log"
-    proc = _server(cache, port, log)
+    env = {**os.environ, "MMREC_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1"}
     out: dict = {}
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"streamlit did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.3)
+    with app_server(env, cache / "bench-server.log") as (port, _):
         # the Compare page first (it computes nothing unasked): encoders are not in the URL, and
         # the map page opened with the default text encoder would encode every item with it
         query = urllib.parse.urlencode({"dataset": dataset, "map_role": "text",
@@ -299,12 +265,6 @@ def _browser(dataset: str, cache: Path) -> dict:
             out["exception_boxes"] = page.locator("[data-testid='stException']").count()
             page.screenshot(path=str(cache / "bench-map.png"))
             browser.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     return out
 
 
@@ -329,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"dataset: {folder} ({args.items:,} items) written in "
                   f"{time.perf_counter() - t0:.1f} s")
         cache.mkdir(parents=True, exist_ok=True)
-        gflops, load = _matmul_gflops(), os.getloadavg()[0]
+        gflops, load = matmul_gflops(2048, 2048, 2048), os.getloadavg()[0]
         print(f"map_speed: {os.cpu_count()} CPU cores, fp32 matmul {gflops:.0f} GFLOP/s at "
               f"2048², load {load:.1f}; map of {WHAT} in {SPEC}")
         cold = json.loads(subprocess.run(

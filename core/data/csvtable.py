@@ -29,9 +29,11 @@ config file. Example (an Amazon-reviews-like export)::
 
 How the mapped columns are used:
 
-* ``[interactions] text`` columns are joined with a space into the review text; ``review_id``,
-  when mapped, is kept once per id (the earliest copy; ``duplicate_review_ids`` counts the ids
-  seen on several lines).
+* ``[interactions] text`` columns are joined with a space into the review text, set aside on
+  disk as the file is read (``CHUNK_ROWS`` rows at a time, never in the interactions frame);
+  the texts of the rows left after the filters become ``Dataset.texts`` (a Parquet file, as for
+  Yelp). ``review_id``, when mapped, is kept once per id (the earliest copy;
+  ``duplicate_review_ids`` counts the ids seen on several lines).
 * ``[items] categories``: each listed column is split on ``categories_sep`` (default ``,``) and
   every piece becomes one category (``["product_group", "product_type"]`` gives
   ``"Garment Upper body, Sweater"``), duplicates removed.
@@ -53,7 +55,8 @@ How the mapped columns are used:
 
 This module also holds the tabular helpers the MovieLens loader shares: ``read_delimited`` (all
 fields as strings, malformed lines skipped and counted with their line number, or an error in
-strict mode), ``reject_rows``, ``parse_timestamps`` and ``finish_dataset`` (filters + build).
+strict mode), ``reject_rows``, ``parse_timestamps`` and ``finish_dataset`` (filters + build; the
+``max_users`` sampling and the k-core run in DuckDB, ``core.data.filters``).
 """
 
 from __future__ import annotations
@@ -61,15 +64,19 @@ from __future__ import annotations
 import csv
 import re
 import warnings
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from core.data.dataset import Dataset, LoadReport, build_dataset
+from core.data.dataset import TEXT_KEY, Dataset, LoadReport, build_dataset
 from core.data.filters import k_core, sample_users
 from core.data.photos import screen_photos
+from core.data.texts import ReviewTexts, SpilledTexts
 from core.errors import DatasetError
 
 __all__ = [
@@ -91,6 +98,23 @@ ZERO_COUNTS = ("malformed_lines", "unknown_item_interactions")
 
 
 # --- reading -------------------------------------------------------------------------------------
+#: Rows read at a time: columns set aside (review texts) are handed over a chunk at a time.
+CHUNK_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """Columns a reader hands to ``take`` a chunk of rows at a time and leaves out of its frame
+    (the ``csv:`` loader writes its review texts to disk this way, never holding them all).
+
+    ``take`` gets each chunk with every column (the index is each row's position in the file, as
+    in the frame), before the columns are dropped; it may raise ``DatasetError``.
+    """
+
+    columns: tuple[str, ...]
+    take: Callable[[pd.DataFrame], None]
+
+
 def read_delimited(
     path: Path,
     report: LoadReport,
@@ -101,6 +125,7 @@ def read_delimited(
     quoted: bool = True,
     strict: bool = False,
     what: str = "file",
+    aside: SetAside | None = None,
 ) -> pd.DataFrame:
     """Read a delimited text file with every field as a string (``""`` when empty).
 
@@ -108,7 +133,10 @@ def read_delimited(
     warning naming the file and the first line), or raise ``DatasetError`` naming the file and
     line when ``strict``. Blank lines are ignored. The result has an extra ``_line`` column: the
     1-based line number of each row (records are counted, so a quoted field spanning lines
-    shifts later numbers). ``names`` = the columns of a file without a header line.
+    shifts later numbers), and its index is each row's record position (0-based, skipped lines
+    left out). ``names`` = the columns of a file without a header line. The file is read
+    ``CHUNK_ROWS`` rows at a time; ``aside`` columns go to ``aside.take`` chunk by chunk and are
+    left out of the result.
     """
     if not path.is_file():
         raise DatasetError(f"{what} not found: {path}")
@@ -117,18 +145,20 @@ def read_delimited(
         sep=sep, header=None if names else 0, names=names, dtype=str, keep_default_na=False,
         na_filter=False, index_col=False, skip_blank_lines=False, encoding=encoding,
         encoding_errors="replace", quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE,
-        engine="c",
+        engine="c", chunksize=CHUNK_ROWS,
     )
     skipped: list[int] = []
+    chunks: list[pd.DataFrame] = []
+    total = 0  # rows read, blank ones included
     try:
-        if strict:
-            frame = pd.read_csv(path, on_bad_lines="error", **kwargs)
-        else:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", pd.errors.ParserWarning)
-                frame = pd.read_csv(path, on_bad_lines="warn", **kwargs)
-            for w in caught:
-                skipped += [int(n) for n in re.findall(r"Skipping line (\d+)", str(w.message))]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            with pd.read_csv(path, on_bad_lines="error" if strict else "warn", **kwargs) as rd:
+                for chunk in rd:
+                    total += len(chunk)
+                    chunks.append(_read_chunk(chunk, aside))
+        for w in caught:
+            skipped += [int(n) for n in re.findall(r"Skipping line (\d+)", str(w.message))]
     except pd.errors.EmptyDataError:
         raise DatasetError(f"{path}: the file is empty (expected a header line)") from None
     except pd.errors.ParserError as exc:
@@ -139,29 +169,41 @@ def read_delimited(
                 f"saw {m.group(3)})"
             ) from None
         raise DatasetError(f"{path}: cannot parse: {exc}") from None
-    frame = frame.astype(str) if len(frame.columns) else frame
-    frame.columns = [str(c).strip() for c in frame.columns]
-    total = len(frame) + len(skipped)
-    kept = np.setdiff1d(np.arange(first, first + total), np.asarray(skipped, dtype=np.int64))
-    frame["_line"] = kept if len(kept) == len(frame) else np.arange(first, first + len(frame))
+    frame = pd.concat(chunks) if len(chunks) > 1 else chunks[0]  # pandas yields one at least
+    total_records = total + len(skipped)
+    kept = np.setdiff1d(np.arange(first, first + total_records),
+                        np.asarray(skipped, dtype=np.int64))
+    lines = kept if len(kept) == total else np.arange(first, first + total)
+    frame["_line"] = lines[frame.index.to_numpy(dtype=np.int64)]
     if skipped:
         report.add("malformed_lines", len(skipped))
         report.warn(f"{path}: skipped {len(skipped)} line(s) with the wrong number of fields "
                     f"(first at line {min(skipped)})")
-    data_cols = [c for c in frame.columns if c != "_line"]
-    if data_cols:
-        blank = (frame[data_cols] == "").all(axis=1)
-        frame = frame[~blank]
     return frame
+
+
+def _read_chunk(chunk: pd.DataFrame, aside: SetAside | None) -> pd.DataFrame:
+    """One chunk of ``read_delimited``: string columns with stripped names, blank rows left
+    out, ``aside`` columns handed over and dropped."""
+    chunk = chunk.astype(str) if len(chunk.columns) else chunk
+    chunk.columns = [str(c).strip() for c in chunk.columns]
+    if len(chunk.columns):
+        chunk = chunk[~(chunk == "").all(axis=1)]
+    if aside is None:
+        return chunk
+    aside.take(chunk)
+    return chunk.drop(columns=[c for c in aside.columns if c in chunk.columns])
 
 
 def read_table(
     path: Path, report: LoadReport, *, fmt: str | None, sep: str, encoding: str, strict: bool,
-    what: str,
+    what: str, aside: SetAside | None = None,
 ) -> pd.DataFrame:
     """A CSV/TSV (via ``read_delimited``) or Parquet file as string columns plus ``_line``.
 
-    For Parquet, ``_line`` is the 1-based row number; null values become ``""``.
+    For Parquet, ``_line`` is the 1-based row number (the index the 0-based one); null values
+    become ``""``. ``aside`` columns go to ``aside.take`` (see ``SetAside``), ``CHUNK_ROWS``
+    rows at a time, and are left out of the result.
     """
     fmt = (fmt or "").lower() or ("parquet" if path.suffix.lower() in (".parquet", ".pq")
                                   else "tsv" if path.suffix.lower() == ".tsv" else "csv")
@@ -169,19 +211,52 @@ def read_table(
         if not path.is_file():
             raise DatasetError(f"{what} not found: {path}")
         try:
-            raw = pd.read_parquet(path)
+            return _read_parquet(path, aside)
+        except DatasetError:
+            raise
         except Exception as exc:  # pyarrow raises several types for a corrupt file
             raise DatasetError(f"{path}: cannot read as Parquet: {exc}") from None
-        frame = pd.DataFrame({
-            str(c): raw[c].astype(object).where(raw[c].notna(), "").astype(str)
-            for c in raw.columns
-        })
-        frame["_line"] = np.arange(1, len(frame) + 1)
-        return frame
     if fmt not in ("csv", "tsv"):
         raise DatasetError(f"{what}: format = {fmt!r} is not supported (use csv, tsv or parquet)")
     return read_delimited(path, report, sep="\t" if fmt == "tsv" and sep == "," else sep,
-                          encoding=encoding, strict=strict, what=what)
+                          encoding=encoding, strict=strict, what=what, aside=aside)
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """A Parquet column as ``read_table`` gives it: each value's ``str``, ``""`` for null."""
+    return values.astype(object).where(values.notna(), "").astype(str)
+
+
+def _read_parquet(path: Path, aside: SetAside | None) -> pd.DataFrame:
+    """``read_table`` of a Parquet file: the ``aside`` columns are read a batch at a time."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    index = {c for c in (pf.schema_arrow.pandas_metadata or {}).get("index_columns", [])
+             if isinstance(c, str)}  # a pandas index saved as columns is not data
+    names = [c for c in pf.schema_arrow.names if c not in index]
+    moved = [c for c in names if aside is not None and c in aside.columns]
+    raw = pd.read_parquet(path, columns=[c for c in names if c not in moved])
+    frame = pd.DataFrame({str(c): _as_text(raw[c]).to_numpy() for c in raw.columns},
+                         index=np.arange(pf.metadata.num_rows))
+    if aside is not None:
+        # an integer column's text depends on the whole column (any null makes 5 read "5.0")
+        whole = {c: _as_text(pd.read_parquet(path, columns=[c])[c]) for c in moved
+                 if pa.types.is_integer(pf.schema_arrow.field(c).type)}
+        start = 0
+        batches = pf.iter_batches(batch_size=CHUNK_ROWS, columns=moved) if moved else []
+        for batch in batches:
+            stop = start + batch.num_rows
+            part = batch.to_pandas()
+            texts = {c: whole[c].to_numpy()[start:stop] if c in whole
+                     else _as_text(part[c]).to_numpy() for c in moved}
+            aside.take(frame.iloc[start:stop].assign(**texts)[names])
+            start = stop
+        if not moved or not pf.metadata.num_rows:  # let ``take`` see the columns once
+            aside.take(frame.iloc[:0].assign(**{c: "" for c in moved})[names])
+    frame["_line"] = np.arange(1, len(frame) + 1)
+    return frame
 
 
 def reject_rows(
@@ -267,12 +342,14 @@ def finish_dataset(
     domain: str,
     interactions_file: Path,
     items_file: Path | None = None,
+    texts_from: Callable[[np.ndarray, np.ndarray, np.ndarray], ReviewTexts] | None = None,
 ) -> Dataset:
     """Drop interactions with unknown items (counted), apply the filters, build the Dataset.
 
     Filter order: categories, then ``max_users`` sampling, then the k-core (so the k-core holds
-    in the result; it counts distinct user-item pairs unless ``options.repeats == "keep"``).
-    Repeated pairs are then collapsed or kept by ``build_dataset``.
+    in the result; it counts distinct user-item pairs unless ``options.repeats == "keep"``); the
+    last two run in DuckDB (``core.data.filters``). Repeated pairs are then collapsed or kept by
+    ``build_dataset``, which also takes ``texts_from`` (with a ``TEXT_KEY`` column).
 
     Raises:
         DatasetError: naming both files with example ids from each when no interaction names a
@@ -296,9 +373,7 @@ def finish_dataset(
     if len(kept) < len(items):
         report.add("items_dropped_by_categories", len(items) - len(kept))
         inter = inter[inter["item_id"].astype(str).isin(set(kept["item_id"].astype(str)))]
-    inter = sample_users(inter, options.max_users, options.seed, report)
-    inter = k_core(inter, options.min_user_interactions, options.min_item_interactions, report,
-                   distinct_pairs=options.repeats == "collapse")
+    inter = _sample_and_core(inter, options, report)
     if inter.empty:
         raise DatasetError(
             f"{name}: no interactions left after filters (categories={options.categories}, "
@@ -308,7 +383,32 @@ def finish_dataset(
     if photos is not None and len(photos):  # photos of filtered-out items are not "unknown"
         photos = photos[photos["item_id"].astype(str).isin(set(inter["item_id"].astype(str)))]
     return build_dataset(name, inter, kept, photos, report=report, domain=domain,
-                         repeats=options.repeats, interactions_file=str(interactions_file))
+                         repeats=options.repeats, interactions_file=str(interactions_file),
+                         texts_from=texts_from)
+
+
+def _sample_and_core(inter: pd.DataFrame, options: Any, report: LoadReport) -> pd.DataFrame:
+    """``max_users`` sampling, then the k-core (``core.data.filters``), run in DuckDB on the
+    frame's ids; the rows left, in their order."""
+    if not (options.max_users or options.min_user_interactions > 1
+            or options.min_item_interactions > 1):
+        return inter
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.register("ids", pd.DataFrame({"row": np.arange(len(inter), dtype=np.int64),
+                                          "user_id": inter["user_id"].to_numpy(),
+                                          "item_id": inter["item_id"].to_numpy()}))
+        con.execute("CREATE TEMP TABLE inter AS SELECT * FROM ids")
+        con.unregister("ids")
+        sample_users(con, "inter", options.max_users, options.seed, report)
+        k_core(con, "inter", options.min_user_interactions, options.min_item_interactions,
+               report, distinct_pairs=options.repeats == "collapse")
+        rows = con.execute("SELECT row FROM inter ORDER BY row").fetchnumpy()["row"]
+    finally:
+        con.close()
+    return inter.iloc[np.asarray(rows, dtype=np.int64)]
 
 
 # --- the TOML-described loader -------------------------------------------------------------------
@@ -429,6 +529,10 @@ def _drop_duplicate_review_ids(inter: pd.DataFrame, lines: pd.Series, path: Path
 def load_csv(config: Path, options: Any, name: str) -> Dataset:
     """Load the dataset a TOML config describes (see the module docstring for the format).
 
+    The ``[interactions] text`` columns never reach the interactions frame: they are joined
+    and written to disk as the file is read (``SpilledTexts``), and the texts of the rows left
+    after the filters become the dataset's ``texts`` (a ``ParquetTexts``).
+
     Args:
         config: the ``.toml`` file; every path in it is relative to its folder.
         options: ``LoadOptions`` (categories substring filter, k-core, max_users, strict).
@@ -443,18 +547,53 @@ def load_csv(config: Path, options: Any, name: str) -> Dataset:
     report = LoadReport()
     report.counts["photos_missing_on_disk"] = 0
     strict = bool(options.strict)
-
-    # interactions
     ic = cfg["interactions"]
-    ipath = base / ic["path"]
+    roles = {key: _columns(ic[key], config, f"[interactions] {key}")
+             for key in ("user", "item", "rating", "timestamp", "review_id", "text")
+             if ic.get(key)}
+    with SpilledTexts() if "text" in roles else nullcontext() as spill:
+        inter = _read_interactions(base / ic["path"], ic, roles, config, report, strict, spill)
+        if "items" in cfg:
+            items = _read_items(base / cfg["items"]["path"], cfg, config, report, strict)
+        else:  # no items file: the interactions' item ids are the catalogue
+            items = pd.DataFrame({"item_id": np.sort(inter["item_id"].unique())})
+        photos = _photos(cfg.get("images"), items, inter, base, config, report)
+        photos = screen_photos(photos, report, f"{config} [images]")
+        domain = str(cfg.get("dataset", {}).get("domain", "item"))
+        items = items.drop(columns=["_image"], errors="ignore")
+        tpath_or_none = base / cfg["items"]["path"] if "items" in cfg else None
+        return finish_dataset(name, inter, items, photos, report, options, domain,
+                              base / ic["path"], tpath_or_none,
+                              texts_from=spill.texts_from if spill is not None else None)
+
+
+def _require_roles(frame: pd.DataFrame, roles: dict[str, list[str]], config: Path,
+                   path: Path) -> None:
+    """Every ``[interactions]`` role's columns are in ``frame`` (else a ``DatasetError``)."""
+    for key, cols in roles.items():
+        _require(frame, cols, config, f"[interactions] {key}", path)
+
+
+def _read_interactions(ipath: Path, ic: dict[str, Any], roles: dict[str, list[str]],
+                       config: Path, report: LoadReport, strict: bool,
+                       spill: SpilledTexts | None) -> pd.DataFrame:
+    """The interactions frame of ``[interactions]`` (raw ids, rating, timestamp, review id);
+    with ``spill``, each row's joined text goes there under the row's position (its
+    ``TEXT_KEY``) as the file is read, and the text columns are left out."""
+    aside = None
+    if spill is not None:
+        others = {c for key, cols in roles.items() if key != "text" for c in cols}
+
+        def take(chunk: pd.DataFrame) -> None:
+            _require_roles(chunk, roles, config, ipath)
+            spill.add(chunk.index.to_numpy(dtype=np.int64), _joined(chunk, roles["text"]))
+
+        aside = SetAside(tuple(c for c in roles["text"] if c not in others), take)
     frame = read_table(ipath, report, fmt=ic.get("format"), sep=ic.get("sep", ","),
                        encoding=ic.get("encoding", "utf-8"), strict=strict,
-                       what=f"{config} [interactions] path")
-    roles: dict[str, list[str]] = {}
-    for key in ("user", "item", "rating", "timestamp", "review_id", "text"):
-        if ic.get(key):
-            roles[key] = _columns(ic[key], config, f"[interactions] {key}")
-            _require(frame, roles[key], config, f"[interactions] {key}", ipath)
+                       what=f"{config} [interactions] path", aside=aside)
+    if aside is None:  # with ``aside``, checked on the file's columns as they were read
+        _require_roles(frame, roles, config, ipath)
     user = frame[roles["user"][0]].str.strip()
     item = frame[roles["item"][0]].str.strip()
     frame = reject_rows(frame, (user == "") | (item == ""), ipath,
@@ -482,59 +621,52 @@ def load_csv(config: Path, options: Any, name: str) -> Dataset:
     if "review_id" in roles:
         inter["review_id"] = frame[roles["review_id"][0]].where(
             frame[roles["review_id"][0]] != "", None)
-    if "text" in roles:
-        inter["text"] = _joined(frame, roles["text"])
+    if spill is not None:  # the text itself is in ``spill``, under the row's position
+        inter[TEXT_KEY] = inter.index.to_numpy(dtype=np.int64)
     if "review_id" in roles:
         inter = _drop_duplicate_review_ids(inter, frame["_line"], ipath, roles["review_id"][0],
                                            report)
+    return inter
 
-    # items
-    if "items" in cfg:
-        tc = cfg["items"]
-        tpath = base / tc["path"]
-        table = read_table(tpath, report, fmt=tc.get("format"), sep=tc.get("sep", ","),
-                           encoding=tc.get("encoding", "utf-8"), strict=strict,
-                           what=f"{config} [items] path")
-        cols: dict[str, list[str]] = {}
-        for key in ("id", "name", "categories", "description", "attributes"):
-            if tc.get(key):
-                cols[key] = _columns(tc[key], config, f"[items] {key}")
-                _require(table, cols[key], config, f"[items] {key}", tpath)
-        image_col = None
-        if cfg.get("images", {}).get("column"):
-            image_col = _columns(cfg["images"]["column"], config, "[images] column")[0]
-            _require(table, [image_col], config, "[images] column", tpath)
-        ids = table[cols["id"][0]].str.strip()
-        table = reject_rows(table, ids == "", tpath, f"empty {cols['id'][0]}", report, strict)
-        items = pd.DataFrame({"item_id": ids[table.index]})
-        items["name"] = _joined(table, cols["name"]) if "name" in cols else ""
-        if "categories" in cols:
-            items["categories"] = _categories(table, cols["categories"],
-                                              str(tc.get("categories_sep", ",")))
-        items["description"] = _joined(table, cols["description"]) if "description" in cols \
-            else ""
-        attr_cols = cols.get("attributes", [])
-        items["attributes"] = [
-            {k: v for k, v in rec.items() if v != ""}
-            for rec in table[attr_cols].to_dict("records")
-        ] if attr_cols else [{} for _ in range(len(items))]
-        if image_col:
-            items["_image"] = table[image_col].str.strip()
-        dupes = items["item_id"].duplicated()
-        if dupes.any():
-            report.add("duplicate_item_rows", int(dupes.sum()))
-            report.warn(f"{tpath}: {int(dupes.sum())} duplicate item id row(s); kept the first")
-            items = items[~dupes]
-    else:  # no items file: the interactions' item ids are the catalogue
-        items = pd.DataFrame({"item_id": np.sort(inter["item_id"].unique())})
 
-    photos = _photos(cfg.get("images"), items, inter, base, config, report)
-    photos = screen_photos(photos, report, f"{config} [images]")
-    domain = str(cfg.get("dataset", {}).get("domain", "item"))
-    items = items.drop(columns=["_image"], errors="ignore")
-    tpath_or_none = base / cfg["items"]["path"] if "items" in cfg else None
-    return finish_dataset(name, inter, items, photos, report, options, domain, ipath,
-                          tpath_or_none)
+def _read_items(tpath: Path, cfg: dict[str, Any], config: Path, report: LoadReport,
+                strict: bool) -> pd.DataFrame:
+    """The items frame of ``[items]`` (and the ``[images] column``, as ``_image``)."""
+    tc = cfg["items"]
+    table = read_table(tpath, report, fmt=tc.get("format"), sep=tc.get("sep", ","),
+                       encoding=tc.get("encoding", "utf-8"), strict=strict,
+                       what=f"{config} [items] path")
+    cols: dict[str, list[str]] = {}
+    for key in ("id", "name", "categories", "description", "attributes"):
+        if tc.get(key):
+            cols[key] = _columns(tc[key], config, f"[items] {key}")
+            _require(table, cols[key], config, f"[items] {key}", tpath)
+    image_col = None
+    if cfg.get("images", {}).get("column"):
+        image_col = _columns(cfg["images"]["column"], config, "[images] column")[0]
+        _require(table, [image_col], config, "[images] column", tpath)
+    ids = table[cols["id"][0]].str.strip()
+    table = reject_rows(table, ids == "", tpath, f"empty {cols['id'][0]}", report, strict)
+    items = pd.DataFrame({"item_id": ids[table.index]})
+    items["name"] = _joined(table, cols["name"]) if "name" in cols else ""
+    if "categories" in cols:
+        items["categories"] = _categories(table, cols["categories"],
+                                          str(tc.get("categories_sep", ",")))
+    items["description"] = _joined(table, cols["description"]) if "description" in cols \
+        else ""
+    attr_cols = cols.get("attributes", [])
+    items["attributes"] = [
+        {k: v for k, v in rec.items() if v != ""}
+        for rec in table[attr_cols].to_dict("records")
+    ] if attr_cols else [{} for _ in range(len(items))]
+    if image_col:
+        items["_image"] = table[image_col].str.strip()
+    dupes = items["item_id"].duplicated()
+    if dupes.any():
+        report.add("duplicate_item_rows", int(dupes.sum()))
+        report.warn(f"{tpath}: {int(dupes.sum())} duplicate item id row(s); kept the first")
+        items = items[~dupes]
+    return items
 
 
 def _photos(images: dict[str, Any] | None, items: pd.DataFrame, inter: pd.DataFrame, base: Path,

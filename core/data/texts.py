@@ -10,11 +10,17 @@ splits keep):
 * ``batches(size)`` -> every text in row order, ``size`` at a time (for the encoders);
 * ``nonblank()`` -> which rows have a non-blank text (a bool array, cheap to keep).
 
-Two stores: ``MemoryTexts`` (a list, for the loaders of small sources) and ``ParquetTexts`` (a
-Parquet file of ``(row, text)`` sorted by row, written by DuckDB, for the Yelp loader). A
-``ParquetTexts`` made by a loader owns its file: the file is deleted when the object is
-collected or the process ends. ``get`` reads only the row groups holding the rows asked for
-(a page shows a user's few reviews, scattered over a file in time order).
+Two stores: ``MemoryTexts`` (a list, for sources without review text or built in memory) and
+``ParquetTexts`` (a Parquet file of ``(row, text)`` sorted by row, written by DuckDB, for the Yelp
+and ``csv:`` loaders). A ``ParquetTexts`` made by a loader owns its file: the file is deleted when
+the object is collected or the process ends. ``get`` reads only the row groups holding the rows
+asked for (a page shows a user's few reviews, scattered over a file in time order).
+
+Loaders keep each interaction's text key (a line or row number of their source) instead of its
+text through their filters, and ``write_keyed_texts`` reads the texts of the rows left at the end
+(``build_dataset``'s ``texts_from``). The Yelp loader reads them from the review file itself; the
+``csv:`` loader sets them aside while it reads its file, chunk by chunk, in ``SpilledTexts`` (a
+Parquet file on disk), so its texts are never all in memory either.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 #: SQL test of a non-blank text in column ``{col}`` (a non-whitespace character, as Python's
 #: ``str.strip`` sees it for ASCII whitespace).
@@ -83,7 +90,7 @@ class ReviewTexts(ABC):
 
 
 class MemoryTexts(ReviewTexts):
-    """Texts held in a list (sources small enough to read whole: CSV, MovieLens, MMRec)."""
+    """Texts held in a list (datasets built in memory, and loaders without review text)."""
 
     def __init__(self, texts: Sequence[object]):
         self._texts: list[str | None] = [t if isinstance(t, str) else None for t in texts]
@@ -227,6 +234,95 @@ class ParquetTexts(ReviewTexts):
         return self._mask
 
 
+def write_keyed_texts(con, rows: np.ndarray, keys: np.ndarray, order: np.ndarray,
+                      source_sql: str, text_sql: str = "s.raw") -> ParquetTexts:
+    """The texts of a dataset's rows from a keyed source (``build_dataset``'s ``texts_from``).
+
+    Row ``rows[j]`` takes the text under key ``keys[j]`` of ``source_sql`` (a query with columns
+    ``key`` and ``raw``; ``text_sql`` makes the text of ``s.raw``, evaluated only on the keys
+    asked for); a collapsed repeat (several keys, numbered ``order`` in time order) takes their
+    distinct non-blank texts in time order, joined by a blank line, as ``collapse_repeats`` does
+    in memory. Written by DuckDB on a cursor of ``con`` into a ``ParquetTexts`` under
+    ``texts_folder()`` while the source is scanned once.
+    """
+    con = con.cursor()  # a connection of its own (the caller's may hold a pending result)
+    con.register("text_map", pd.DataFrame({"row": rows, "key": keys, "ord": order}))
+    nonblank = NONBLANK_SQL.format(col="text")
+    select = f"""
+        WITH m AS (SELECT row, key, ord, count(*) OVER (PARTITION BY row) AS n FROM text_map),
+        t AS (SELECT m.row, m.ord, m.n, {text_sql} AS text
+              FROM m JOIN ({source_sql}) s ON s.key = m.key)
+        SELECT row, text FROM t WHERE n = 1
+        UNION ALL
+        SELECT row, string_agg(text, E'\n\n' ORDER BY ord) FILTER (WHERE first_copy) AS text
+        FROM (SELECT row, ord, text, {nonblank} AND row_number() OVER
+                     (PARTITION BY row, text ORDER BY ord) = 1 AS first_copy
+              FROM t WHERE n > 1)
+        GROUP BY row
+    """
+    try:
+        return ParquetTexts.write(con, select, n=int(rows.max()) + 1 if rows.size else 0,
+                                  folder=texts_folder())
+    finally:
+        con.close()
+
+
+class SpilledTexts:
+    """Texts under integer keys, appended a chunk at a time to a Parquet file on disk while a
+    loader reads its source, so they are never all in memory; ``texts_from`` then writes the
+    texts of the rows kept (``build_dataset``'s ``texts_from``, see ``write_keyed_texts``).
+
+    The file lives in a fresh temporary directory under ``folder`` (default ``texts_folder()``),
+    deleted by ``close`` (or the ``with`` block's end, the object's collection, the exit).
+    """
+
+    def __init__(self, folder: str | Path | None = None):
+        self._dir = Path(tempfile.mkdtemp(prefix="mmrec-spill-", dir=folder or texts_folder()))
+        self.path = self._dir / "texts.parquet"
+        self._writer = None
+        self._remove = weakref.finalize(self, shutil.rmtree, str(self._dir), True)
+
+    def __enter__(self) -> SpilledTexts:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def add(self, keys: Sequence[int] | np.ndarray, texts: Sequence[str | None]) -> None:
+        """Append ``texts[j]`` under key ``keys[j]``."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table({"key": pa.array(np.asarray(keys, dtype=np.int64)),
+                          "text": pa.array(texts, type=pa.string())})
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+        self._writer.write_table(table)
+
+    def texts_from(self, rows: np.ndarray, keys: np.ndarray, order: np.ndarray) -> ParquetTexts:
+        """The texts of ``rows`` from the keys set aside (see ``write_keyed_texts``)."""
+        import duckdb
+
+        self._flush()
+        source = (f"SELECT key, text AS raw FROM read_parquet('{_sql_path(self.path)}')"
+                  if self.path.is_file() else "SELECT 0::BIGINT AS key, NULL AS raw LIMIT 0")
+        con = duckdb.connect()
+        try:
+            return write_keyed_texts(con, rows, keys, order, source)
+        finally:
+            con.close()
+
+    def close(self) -> None:
+        """Delete the file (texts already written by ``texts_from`` stay)."""
+        self._flush()
+        self._remove()
+
+    def _flush(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
 def _strings(column) -> list[str | None]:
     values = column.tolist() if hasattr(column, "tolist") else list(column)
     return [v if isinstance(v, str) else None for v in values]
@@ -242,4 +338,5 @@ def texts_folder() -> str | None:
     return os.environ.get("MMREC_TMP_DIR") or None
 
 
-__all__ = ["NONBLANK_SQL", "MemoryTexts", "ParquetTexts", "ReviewTexts", "texts_folder"]
+__all__ = ["NONBLANK_SQL", "MemoryTexts", "ParquetTexts", "ReviewTexts", "SpilledTexts",
+           "texts_folder", "write_keyed_texts"]

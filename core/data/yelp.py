@@ -12,8 +12,9 @@ Expected in ``root``:
 All JSON-lines files are read by DuckDB, never line by line in Python: the real review file is
 about 5 GB. Businesses and photos go through ``read_json``; reviews are read as numbered lines
 parsed by DuckDB's JSON functions, ids, stars and dates only (the line number is each review's
-key), and the business filters become a join there, so only the ids of kept businesses' reviews
-reach pandas. Their texts are read once at the end, into a Parquet file (``Dataset.texts``).
+key), and the business filters become a join there; the k-core and ``max_users`` filters run on
+that table in DuckDB too (``core.data.filters``), so only the ids of the reviews left reach
+pandas. Their texts are read once at the end, into a Parquet file (``Dataset.texts``).
 Malformed lines are found by a separate DuckDB scan of the raw lines
 (``json_valid`` + required fields), counted and skipped, or reported with their line number under
 ``strict``.
@@ -50,7 +51,7 @@ import pandas as pd
 from core.data.dataset import TEXT_KEY, Dataset, LoadReport, build_dataset
 from core.data.filters import k_core, sample_users
 from core.data.photos import screen_photos
-from core.data.texts import NONBLANK_SQL, ParquetTexts, texts_folder
+from core.data.texts import ParquetTexts, write_keyed_texts
 from core.errors import DatasetError
 
 BUSINESS_FILE = "yelp_academic_dataset_business.json"
@@ -301,30 +302,34 @@ def load_yelp(root: Path, options, name: str) -> Dataset:
         }))
 
         # --- reviews of kept (or unknown) businesses, joined inside DuckDB ---------------------
-        # Ids, stars and dates only, each review keyed by its line in the file; the texts of the
-        # reviews that survive the filters are read once at the end (into a Parquet file), so
-        # no review text ever reaches pandas.
+        # Ids, stars and dates only, each review keyed by its line in the file, kept in a DuckDB
+        # table through the filters; only the rows left reach pandas. The texts of the reviews
+        # that survive are read once at the end (into a Parquet file), so no review text ever
+        # reaches pandas.
         _scan_malformed(con, review_path, _REVIEW_REQUIRED, report, options.strict)
-        inter = _reviews_once(con, review_path, report=report)
-        n_unknown = int(inter["unknown"].sum())
+        _reviews_once(con, review_path, report=report)
+        n_unknown = con.execute("SELECT count(*) FROM reviews WHERE unknown").fetchone()[0]
         if n_unknown:
-            report.add("unknown_item_interactions", n_unknown)
+            report.add("unknown_item_interactions", int(n_unknown))
             report.warn(f"{REVIEW_FILE}: {n_unknown} review(s) name a business_id missing from "
                         f"{BUSINESS_FILE}; skipped")
-        inter = inter.loc[~inter["unknown"]].drop(columns="unknown")
-        if inter.empty:
+            con.execute("DELETE FROM reviews WHERE unknown")
+        con.execute("ALTER TABLE reviews DROP COLUMN unknown")
+        if not con.execute("SELECT count(*) FROM reviews").fetchone()[0]:
             raise DatasetError(
                 f"{name}: no reviews in {REVIEW_FILE} for the {int(keep.sum())} business(es) "
                 f"matching the filters ({_filters_text(options)})"
             )
         k_on = options.min_user_interactions > 1 or options.min_item_interactions > 1
         distinct = options.repeats == "collapse"
-        inter = k_core(inter, options.min_user_interactions, options.min_item_interactions,
-                       report, distinct_pairs=distinct)
-        inter = sample_users(inter, options.max_users, options.seed, report)
+        k_core(con, "reviews", options.min_user_interactions, options.min_item_interactions,
+               report, distinct_pairs=distinct)
+        sample_users(con, "reviews", options.max_users, options.seed, report)
         if options.max_users and k_on:  # sampling can break the k-core: restore it
-            inter = k_core(inter, options.min_user_interactions,
-                           options.min_item_interactions, report, distinct_pairs=distinct)
+            k_core(con, "reviews", options.min_user_interactions,
+                   options.min_item_interactions, report, distinct_pairs=distinct)
+        inter = con.execute(f"SELECT * FROM reviews ORDER BY {TEXT_KEY}").df()
+        con.execute("DROP TABLE reviews")
         if inter.empty:
             raise DatasetError(
                 f"{name}: nothing left after the k-core filter (min user interactions "
@@ -357,23 +362,26 @@ def load_yelp(root: Path, options, name: str) -> Dataset:
         con.close()
 
 
-def _reviews_once(con, path: Path, report: LoadReport) -> pd.DataFrame:
-    """``_query_reviews``, each review id once, counted as ``duplicate_review_ids``.
+def _reviews_once(con, path: Path, report: LoadReport) -> None:
+    """``_query_reviews`` into the temp table ``reviews``, each review id once, counted as
+    ``duplicate_review_ids``.
 
     Deduplicating costs DuckDB two windows over every row (about half the query's time again),
     so the query runs without them first and is rerun with them only when an id repeats.
     """
-    inter = _query_reviews(con, path, dedupe=False)
-    ids = inter["review_id"]
-    if ids[ids.notna()].duplicated().any():
-        inter = _query_reviews(con, path, dedupe=True)
-    copies = inter["copies"].to_numpy()
-    n_ids = int((copies > 1).sum())
-    report.counts["duplicate_review_ids"] = n_ids
+    _query_reviews(con, path, dedupe=False)
+    n_ids, n_distinct = con.execute(
+        "SELECT count(review_id), count(DISTINCT review_id) FROM reviews").fetchone()
+    if n_ids > n_distinct:
+        _query_reviews(con, path, dedupe=True)
+    n_ids, n_extra = con.execute(
+        "SELECT count(*) FILTER (WHERE copies > 1), coalesce(sum(copies - 1), 0) "
+        "FROM reviews").fetchone()
+    con.execute("ALTER TABLE reviews DROP COLUMN copies")
+    report.counts["duplicate_review_ids"] = int(n_ids)
     if n_ids:
         report.warn(f"{path}: {n_ids} review_id(s) occur on more than one line; kept one copy "
-                    f"each ({int((copies - 1).sum())} line(s) dropped)")
-    return inter.drop(columns="copies")
+                    f"each ({int(n_extra)} line(s) dropped)")
 
 
 def _review_fields_sql(path: Path) -> str:
@@ -393,10 +401,10 @@ def _review_fields_sql(path: Path) -> str:
     """
 
 
-def _query_reviews(con, path: Path, dedupe: bool = True) -> pd.DataFrame:
-    """Usable reviews of kept or unknown businesses (``unknown`` flags the latter), without
-    text: ``text_key`` (the line number), ``review_id``, ``user_id``, ``item_id``, ``rating``,
-    ``timestamp``, ``unknown``, ``copies``.
+def _query_reviews(con, path: Path, dedupe: bool = True) -> None:
+    """The temp table ``reviews`` (replaced): usable reviews of kept or unknown businesses
+    (``unknown`` flags the latter), without text: ``text_key`` (the line number),
+    ``review_id``, ``user_id``, ``item_id``, ``rating``, ``timestamp``, ``unknown``, ``copies``.
 
     With ``dedupe``, a ``review_id`` on several usable lines is kept once (earliest date, then
     user id, business id, stars, line) and ``copies`` is how many lines carried the kept row's
@@ -408,7 +416,8 @@ def _query_reviews(con, path: Path, dedupe: bool = True) -> pd.DataFrame:
                   "ELSE count(*) OVER (PARTITION BY r.review_id) END")
         qualify = ("QUALIFY r.review_id IS NULL OR row_number() OVER (PARTITION BY r.review_id "
                    "ORDER BY r.ts, r.user_id, r.business_id, r.stars, r.line_no) = 1")
-    return con.execute(f"""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE reviews AS
         SELECT r.line_no AS {TEXT_KEY}, r.review_id, r.user_id, r.business_id AS item_id,
                CAST(r.stars AS FLOAT) AS rating, CAST(epoch(r.ts) AS BIGINT) AS timestamp,
                b.keep IS NULL AS unknown, {copies} AS copies
@@ -417,39 +426,18 @@ def _query_reviews(con, path: Path, dedupe: bool = True) -> pd.DataFrame:
         WHERE r.user_id IS NOT NULL AND r.business_id IS NOT NULL AND r.stars IS NOT NULL
           AND r.ts IS NOT NULL AND (b.keep OR b.keep IS NULL)
         {qualify}
-    """).df()
+    """)
 
 
 def _review_texts(con, path: Path, rows: np.ndarray, keys: np.ndarray,
                   order: np.ndarray) -> ParquetTexts:
     """The texts of the kept reviews (``build_dataset``'s ``texts_from``): row ``rows[j]`` takes
-    the text on line ``keys[j]`` of ``path``; a collapsed repeat (several lines, ``order``) takes
-    their distinct non-blank texts in time order, joined by a blank line. Written by DuckDB
-    into a Parquet file (``ParquetTexts``) while the review file is scanned once."""
-    con = con.cursor()  # a connection of its own (the loader's may hold a pending result)
-    con.register("text_map", pd.DataFrame({"row": rows, "line_no": keys, "ord": order}))
-    nonblank = NONBLANK_SQL.format(col="text")
-    select = f"""
-        WITH m AS (SELECT row, line_no, ord, count(*) OVER (PARTITION BY row) AS n
-                   FROM text_map),
-        t AS (SELECT m.row, m.ord, m.n,
-                     CASE WHEN json_valid(l.line) THEN json_extract_string(l.line, '$.text')
-                     END AS text
-              FROM m JOIN (SELECT ordinality AS line_no, line FROM {_lines_sql(path)}) l
-              ON l.line_no = m.line_no)
-        SELECT row, text FROM t WHERE n = 1
-        UNION ALL
-        SELECT row, string_agg(text, E'\n\n' ORDER BY ord) FILTER (WHERE first_copy) AS text
-        FROM (SELECT row, ord, text, {nonblank} AND row_number() OVER
-                     (PARTITION BY row, text ORDER BY ord) = 1 AS first_copy
-              FROM t WHERE n > 1)
-        GROUP BY row
-    """
-    try:
-        return ParquetTexts.write(con, select, n=int(rows.max()) + 1 if rows.size else 0,
-                                  folder=texts_folder())
-    finally:
-        con.close()
+    the text on line ``keys[j]`` of ``path`` (``write_keyed_texts``: a collapsed repeat joins its
+    lines' distinct non-blank texts), written into a Parquet file while the file is scanned once."""
+    return write_keyed_texts(
+        con, rows, keys, order,
+        source_sql=f"SELECT ordinality AS key, line AS raw FROM {_lines_sql(path)}",
+        text_sql="CASE WHEN json_valid(s.raw) THEN json_extract_string(s.raw, '$.text') END")
 
 
 def _items_frame(biz: pd.DataFrame) -> pd.DataFrame:

@@ -119,3 +119,71 @@ def test_collapsed_repeats_join_texts_like_the_in_memory_path(tmp_path: Path):
     assert sorted(memory.texts.to_list(), key=str) == sorted(["early\n\nlate", None, "  ",
                                                                None], key=str)
     np.testing.assert_array_equal(keyed.texts.nonblank(), memory.texts.nonblank())
+
+
+# --- csv: the same guarantee ---------------------------------------------------------------------
+CSV_REVIEWS = (
+    "user,item,ts,rid,summary,body\n"
+    "u1,A,10,r1,Great,\"Loved it, would buy again\"\n"
+    "u1,B,11,r2,Meh,Average\n"
+    "u2,A,12,r3,Good,\"Works,\nsort of\"\n"
+    "u2,A,13,r4,,Works again\n"  # a repeat of u2-A: collapsed, texts joined
+    "u2,C,14,r5,Bad,Broke,extra field\n"  # malformed: skipped
+    "\n"
+    "u3,B,15,r6,,\n"
+    "u3,C,16,r7,  Fine ,  \n"
+    "u4,C,17,r8,Lonely,Only review of u4\n"
+)
+CSV_CONFIG = ('[interactions]\npath = "{path}"\nuser = "user"\nitem = "item"\ntimestamp = "ts"\n'
+              'review_id = "rid"\ntext = ["summary", "body"]\n')
+CSV_TEXTS = {"r1": "Great Loved it, would buy again", "r2": "Meh Average",
+             "r3": "Good Works,\nsort of\n\nWorks again", "r6": "", "r7": "Fine",
+             "r8": "Lonely Only review of u4"}
+
+
+def write_csv(root: Path, parquet: bool = False) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "r.csv").write_text(CSV_REVIEWS)
+    path = "r.csv"
+    if parquet:
+        frame = pd.read_csv(root / "r.csv", dtype=str, on_bad_lines="skip", keep_default_na=False)
+        frame.to_parquet(root / "r.parquet", row_group_size=2)
+        path = "r.parquet"
+    (root / "data.toml").write_text(CSV_CONFIG.format(path=path))
+    return root / "data.toml"
+
+
+@pytest.mark.parametrize("parquet", [False, True])
+def test_csv_loading_never_puts_review_text_in_the_dataset(tmp_path: Path, monkeypatch,
+                                                           parquet: bool):
+    from core.data import csvtable
+
+    monkeypatch.setenv("MMREC_TMP_DIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    config = write_csv(tmp_path / "d", parquet=parquet)
+    whole = csvtable.load_csv(config, LoadOptions(), name="csv:t")
+    monkeypatch.setattr(csvtable, "CHUNK_ROWS", 2)  # the file read (and set aside) 2 rows a time
+    ds = csvtable.load_csv(config, LoadOptions(), name="csv:t")
+    assert "text" not in ds.interactions.columns
+    assert isinstance(ds.texts, ParquetTexts) and ds.texts.path.is_file()
+    assert not strings_in(ds) & {p for t in CSV_TEXTS.values() for p in t.split("\n\n") if p}
+    got = dict(zip(ds.interactions["review_id"], ds.texts.get(ds.interactions.index)))
+    assert got == CSV_TEXTS
+    assert ds.summary()["interactions_with_text"] == 5
+    pd.testing.assert_frame_equal(ds.interactions, whole.interactions)
+    assert ds.texts.to_list() == whole.texts.to_list()
+    assert ds.report.counts == whole.report.counts
+    assert ds.report.counts["malformed_lines"] == (0 if parquet else 1)
+    # only the two datasets' text files are left: the texts set aside while reading are gone
+    assert sorted(p.name[:12] for p in (tmp_path / "tmp").iterdir()) == ["mmrec-texts-"] * 2
+
+
+def test_csv_texts_of_rows_left_by_the_filters(tmp_path: Path):
+    from core.data.csvtable import load_csv
+
+    config = write_csv(tmp_path / "d")
+    ds = load_csv(config, LoadOptions(min_user_interactions=2, max_users=2, seed=0),
+                  name="csv:t")
+    got = dict(zip(ds.interactions["review_id"], ds.texts.get(ds.interactions.index)))
+    assert got and got == {r: CSV_TEXTS[r] for r in got}
+    assert "r8" not in got  # u4 has one review: out of the 2-core

@@ -9,7 +9,10 @@ On the same 256 photos (the demo generator's, and the first 256 MovieLens poster
   ``Encoder.image_batches`` (PIL steps in decode threads, ``ToTensor``/``Normalize`` once per batch,
   the tower in ONNX Runtime when installed, else torch; fp32 unless ``MMREC_BF16`` says otherwise,
   see ``core.encoders.runtime``), and the same pipeline with ``MMREC_RUNTIME=torch`` (on the first
-  ``--naive`` photos) to show what the runtime adds. Naive and ours alternate for ``--rounds``
+  ``--naive`` photos) to show what the runtime adds; and ``spec+int8`` (the image tower's matrix
+  products quantized, ``core.encoders.runtime.quantize_int8``) where the encoder takes it, with its
+  smallest cosine against fp32 over the set (a refusal is printed with its reason). Naive and ours
+  alternate for ``--rounds``
   rounds; the best round of each counts (background load hits both alike);
 * beside them: the model's GFLOP per image (counted by torch's ``FlopCounterMode``, 2 per
   multiply-add), the achieved GFLOP/s, and that as a share of the machine's fp32 matmul GFLOP/s
@@ -183,23 +186,29 @@ def _best_of(rounds: int, *timers) -> list[float]:
     return best
 
 
-def images(sets, n_naive: int, rounds: int) -> list[float]:
-    """Print the image rows; return ours/naive per (encoder, set)."""
+def images(sets, n_naive: int, rounds: int) -> tuple[list[float], list[float]]:
+    """Print the image rows; return ours/naive per (encoder, set), fp32 then ``+int8`` (where
+    the encoder takes it)."""
     from bench._machine import matmul_gflops
 
-    ratios = []
+    ratios: list[float] = []
+    int8_ratios: list[float] = []
     for spec in ("clip:ViT-B-32/untrained", "cnn:efficientnet-lite0"):
         model = _naive_model(spec)
         gflop = gflop_per_image(spec, model)
         enc, torch_enc = _encoder(spec), _encoder(spec, "torch")
+        int8 = _int8_encoder(spec)
         print(f"  {spec}: {gflop:.2f} GFLOP/image; ours runs in {enc.image_runtime()} "
               f"({enc.runtime_report.get('reason')}), {enc.precision}", flush=True)
         for label, paths in sets:
             # the matmul probe runs in every round too, so the share is taken under the same load
-            naive, ours, ours_torch, matmul = _best_of(
-                rounds, lambda: naive_images(spec, paths[:n_naive], model),
-                lambda: ours_images(enc, paths), lambda: ours_images(torch_enc, paths[:n_naive]),
-                lambda: matmul_gflops(2048, 2048, 2048))
+            timers = [lambda: naive_images(spec, paths[:n_naive], model),
+                      lambda: ours_images(enc, paths),
+                      lambda: ours_images(torch_enc, paths[:n_naive]),
+                      lambda: matmul_gflops(2048, 2048, 2048)]
+            if int8 is not None:
+                timers.append(lambda: ours_images(int8, paths))
+            naive, ours, ours_torch, matmul, *rest = _best_of(rounds, *timers)
             ratios.append(ours / naive)
             print(_row(f"{spec} · {label}", naive, ours, " img/s") +
                   f"   (torch pipeline {ours_torch:.1f} img/s, {ours_torch / naive:.1f}x; "
@@ -207,7 +216,31 @@ def images(sets, n_naive: int, rounds: int) -> list[float]:
             print(f"  {'':<42} GFLOP/s: naive {naive * gflop:6.1f} = {naive * gflop / matmul:4.0%}"
                   f", ours {ours * gflop:6.1f} = {ours * gflop / matmul:4.0%} of the fp32 matmul "
                   f"({matmul:.0f} GFLOP/s at 2048², best of the same rounds)", flush=True)
-    return ratios
+            if int8 is not None:
+                cosine = _min_cosine(int8, enc, paths)
+                int8_ratios.append(rest[0] / naive)
+                print(_row(f"{spec}+int8 · {label}", naive, rest[0], " img/s") +
+                      f"   (min cosine with fp32 over the {len(paths)} photos {cosine:.4f})",
+                      flush=True)
+    return ratios, int8_ratios
+
+
+def _int8_encoder(spec: str):
+    """``spec+int8`` ready to time, or None where it is refused (printed with the reason)."""
+    from core.errors import EncoderUnavailable
+
+    try:
+        return _encoder(spec + "+int8")
+    except EncoderUnavailable as exc:
+        print(f"  {spec}+int8: refused ({exc})", flush=True)
+        return None
+
+
+def _min_cosine(a, b, paths: list[str]) -> float:
+    """Smallest cosine between the vectors two encoders give the same photos."""
+    import numpy as np
+
+    return float(np.min(np.sum(a.encode_images(paths) * b.encode_images(paths), axis=1)))
 
 
 def cold_warm(ds, cache: Path) -> list[str]:
@@ -265,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  (posters skipped: {POSTERS} not found)")
         print(f"images ({N_PHOTOS} per set; naive loop timed on the first {args.naive}; best of "
               f"{args.rounds} alternating rounds):")
-        ratios = images(sets, args.naive, args.rounds)
+        ratios, int8_ratios = images(sets, args.naive, args.rounds)
         print(f"texts ({len(texts)} demo reviews; naive loop timed on the first {args.naive}):")
         text_ratios = []
         for spec in ("clip:ViT-B-32/untrained", "text:minilm"):
@@ -274,9 +307,10 @@ def main(argv: list[str] | None = None) -> int:
             text_ratios.append(ours / naive)
             print(_row(f"{spec} text", naive, ours, " txt/s") + f"   ({_load()})", flush=True)
         after = matmul_gflops(2048, 2048, 2048, seconds=2.0)
-        print(f"image pipeline vs naive: min {min(ratios):.1f}x (target ≥ 3x); texts: min "
-              f"{min(text_ratios):.1f}x (target ≥ 2x); fp32 matmul {matmul:.0f} GFLOP/s before, "
-              f"{after:.0f} after", flush=True)
+        int8_line = (f", +int8 where taken: min {min(int8_ratios):.1f}x" if int8_ratios else "")
+        print(f"image pipeline vs naive: min {min(ratios):.1f}x in fp32{int8_line} (target ≥ 3x); "
+              f"texts: min {min(text_ratios):.1f}x (target ≥ 2x); fp32 matmul {matmul:.0f} "
+              f"GFLOP/s before, {after:.0f} after", flush=True)
 
         print(f"embed_dataset, cold vs warm cache ({args.demo} demo):")
         if args.demo == "full":

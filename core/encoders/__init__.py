@@ -22,7 +22,9 @@ Spec strings (``python -m core encoders`` lists them with whether their weights 
 
 Precision (``core.encoders.precision``): fp32 by default; suffix ``+bf16`` (or ``+fp32``) on any
 spec, e.g. ``text:minilm+bf16``, ``clip:ViT-B-32/openai+chunk+bf16``, or ``MMREC_BF16=1`` for every
-encoder; ``MMREC_BF16=auto`` measures. Every id ends in the precision used (``…+fp32``).
+encoder; ``MMREC_BF16=auto`` measures. ``+int8`` on a ``clip:`` or ``cnn:`` spec runs its image
+tower quantized (refused where its vectors disagree with fp32). Every id ends in the precision used
+(``…+fp32``).
 
 Nothing here imports torch at module level; building an encoder object is cheap (its ``id`` is known
 without loading weights) and the model loads on first use.

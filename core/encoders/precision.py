@@ -9,9 +9,16 @@ fp32 is the default everywhere. bf16 autocast is opt-in, per spec or per process
   ``AUTO_MIN_SPEEDUP`` times faster than fp32 on the encoder's probe batch, and every probe vector
   has cosine ≥ ``BF16_MIN_COSINE`` with its fp32 vector).
 
-The precision is part of ``Encoder.id`` (``<weights identity>+fp32`` / ``+bf16``), so one embedding
-cache never mixes fp32 and bf16 vectors. This module only reads specs, the environment and
-``/proc/cpuinfo``: the app and the run keys use it without importing torch.
+int8 is opt-in per spec only, for CLIP (``clip:ViT-B-32/openai+int8``): the image tower's matrix
+products run in 8-bit integers in ONNX Runtime (dynamic quantization:
+weights quantized once, activations per batch; no calibration data, so the same photo always gets
+the same vector). It is used only if every probe vector has cosine ≥ ``INT8_MIN_COSINE`` with the
+fp32 tower's, else the encoder refuses with the measured cosine (``core.encoders.runtime``). Texts
+of an int8 encoder run in fp32.
+
+The precision is part of ``Encoder.id`` (``<weights identity>+fp32`` / ``+bf16`` / ``+int8``),
+so one embedding cache never mixes vectors of different precisions. This module only reads specs,
+the environment and ``/proc/cpuinfo``: the app and the run keys use it without importing torch.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Literal
 
 from core.errors import EncoderUnavailable
 
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["fp32", "bf16", "int8"]
 Requested = Literal["fp32", "bf16", "auto"]
 
 #: Environment switch (see the module docstring).
@@ -29,13 +36,18 @@ PRECISION_ENV = "MMREC_BF16"
 #: Encoder kinds that run torch models (the ones precision applies to).
 TORCH_KINDS = ("clip", "text", "bert", "cnn")
 #: Spec suffixes that pin the precision.
-SUFFIXES: dict[str, Precision] = {"+bf16": "bf16", "+fp32": "fp32"}
+SUFFIXES: dict[str, Precision] = {"+bf16": "bf16", "+fp32": "fp32", "+int8": "int8"}
 #: Other suffixes a spec may carry after its body (CLIP's long-text chunking).
 _OTHER_SUFFIXES = ("+chunk",)
 #: ``auto``: bf16 must be at least this many times faster than fp32 on the probe batch...
 AUTO_MIN_SPEEDUP = 1.2
 #: ...and every probe vector must have at least this cosine with its fp32 vector.
 BF16_MIN_COSINE = 0.99
+#: ``+int8``: every probe image vector must have at least this cosine with the fp32 tower's.
+INT8_MIN_COSINE = 0.99
+#: Encoder kinds whose image towers ``+int8`` quantizes (transformers: their matrix products;
+#: CNN towers are convolutions, which it leaves in float).
+INT8_KINDS = ("clip",)
 
 _OFF = ("", "0", "false", "off", "no", "fp32")
 _ON = ("1", "true", "on", "yes", "bf16")
@@ -79,7 +91,8 @@ def split_precision(spec: str) -> tuple[str, Precision | None]:
         body = body[: -len(suffix)]
         if suffix in SUFFIXES:
             if found is not None and found != SUFFIXES[suffix]:
-                raise EncoderUnavailable(f"{spec}: both +bf16 and +fp32 given; keep one")
+                both = " and ".join(f"+{x}" for x in sorted((found, SUFFIXES[suffix])))
+                raise EncoderUnavailable(f"{spec}: both {both} given; keep one")
             found = SUFFIXES[suffix]
         else:
             kept.insert(0, suffix)
@@ -91,7 +104,11 @@ def requested_precision(spec: str) -> Requested | None:
     (test fakes). Never loads anything."""
     if not is_torch_spec(spec):
         return None
-    return split_precision(spec)[1] or env_precision()
+    found = split_precision(spec)[1]
+    if found == "int8" and spec.strip().partition(":")[0] not in INT8_KINDS:
+        raise EncoderUnavailable(f"{spec}: +int8 quantizes the matrix products of CLIP image "
+                                 "towers (clip: specs) only: use +fp32 or +bf16")
+    return found or env_precision()
 
 
 def spec_with_precision(spec: str) -> str:

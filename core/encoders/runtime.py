@@ -8,8 +8,10 @@ batch.
 
 Precision (see ``core.encoders.precision``): fp32 unless the spec or ``MMREC_BF16`` asks for bf16;
 ``MMREC_BF16=auto`` measures bf16 against fp32 on a fixed probe batch (``measure_precision``) and
-keeps the result per process per weights identity. Every id ends in the precision (``+fp32`` or
-``+bf16``).
+keeps the result per process per weights identity. ``+int8`` (by spec only) runs the image tower
+quantized in ONNX Runtime (``quantize_int8``) if its probe vectors agree with fp32 to
+``INT8_MIN_COSINE``, and refuses otherwise. Every id ends in the precision (``+fp32``, ``+bf16``
+or ``+int8``).
 
 Images, fast path (issue 12; ``bench.embed_speed`` has the figures):
 
@@ -26,7 +28,9 @@ Images, fast path (issue 12; ``bench.embed_speed`` has the figures):
   collapse. Its vectors agree with torch's to float rounding (measured cosine ≥ 0.9999998; it is
   used only if ≥ ``ORT_MIN_COSINE`` on the probe batch; ``tests/encoders/test_fast_path.py``), so
   the runtime is not part of ``Encoder.id``: the cache may mix rows from both, as it mixes rows
-  from different batch sizes. ``MMREC_RUNTIME=torch`` keeps torch; bf16 always runs in torch
+  from different batch sizes. Full batches run in a second session whose batch axis is fixed
+  (``_ort_session_for``), where ONNX Runtime can fold the shape arithmetic of TF-style padding.
+  ``MMREC_RUNTIME=torch`` keeps torch; bf16 always runs in torch
   (autocast). ``runtime_report`` says what ran and why. The export costs a few seconds per process
   (tens of seconds for ViT-B-32 on a loaded 2-core machine), paid on the first image batch.
 """
@@ -49,6 +53,7 @@ import numpy as np
 from core.encoders.base import Encoder, l2_normalise
 from core.encoders.precision import (
     BF16_MIN_COSINE,
+    INT8_MIN_COSINE,
     PRECISION_ENV,
     Precision,
     Requested,
@@ -282,7 +287,7 @@ class TorchEncoder(Encoder):
         runtime_report: what runs the image tower (``runtime``: ``onnxruntime`` or ``torch``,
             ``requested``, ``reason``; with ONNX Runtime also ``min_cosine`` against torch on the
             probe batch); filled by the first image batch.
-        requested_precision: ``fp32``, ``bf16`` or ``auto`` (the spec's suffix, else
+        requested_precision: ``fp32``, ``bf16``, ``int8`` or ``auto`` (the spec's suffix, else
             ``MMREC_BF16``), fixed when the encoder is built.
         precision_report: how the precision was decided (``precision``, ``requested``, ``source``,
             ``device``; for ``auto`` also ``native_bf16``, ``speedup`` = fp32 time / bf16 time on
@@ -325,6 +330,8 @@ class TorchEncoder(Encoder):
         self._runtime_lock = threading.Lock()
         self._pixel_pipeline: PixelPipeline | None = None
         self._ort: Any = None
+        self._ort_onnx: bytes | None = None  # the exported tower, until its fixed-batch session
+        self._ort_fixed: Any = None  # that session (False: it disagreed; see _ort_session_for)
 
     def with_runtime(self, runtime: str) -> TorchEncoder:
         """A fresh encoder of the same spec and requested precision whose image tower runs in
@@ -578,7 +585,35 @@ class TorchEncoder(Encoder):
         return self._run(self._forward_images, batch)
 
     def _run_ort(self, nchw: np.ndarray) -> np.ndarray:
-        return l2_normalise(self._ort.run(None, {"pixels": nchw})[0])
+        return l2_normalise(self._ort_session_for(nchw).run(None, {"pixels": nchw})[0])
+
+    def _ort_session_for(self, nchw: np.ndarray) -> Any:
+        """The session a batch runs in: for a batch of ``ort_image_batch`` rows, one whose batch
+        axis is fixed to that size (``add_free_dimension_override_by_name``), built on the first
+        such batch and kept if it agrees with the batch-dynamic session on it (cosine ≥
+        ``ORT_MIN_COSINE``); the batch-dynamic session for any other size.
+
+        With every dimension known, ONNX Runtime folds shape arithmetic into constants; for
+        EfficientNet-Lite0's TF-style "same" padding that turns 5 Pad subgraphs (Shape, Gather,
+        Ceil, Clip, ...) into plain convolutions, which then stay in its blocked (NCHWc) layout
+        end to end instead of being reordered around every Pad.
+        """
+        n = len(nchw)
+        if n != self.ort_image_batch or self._ort_onnx is None:
+            return self._ort
+        with self._runtime_lock:
+            if self._ort_fixed is None:
+                fixed = _ort_session(self._ort_onnx, batch=n)
+                want = l2_normalise(self._ort.run(None, {"pixels": nchw})[0])
+                got = l2_normalise(fixed.run(None, {"pixels": nchw})[0])
+                cosine = min_row_cosine(got, want)
+                self.runtime_report["fixed_batch"] = n
+                self.runtime_report["fixed_batch_min_cosine"] = cosine
+                if cosine < ORT_MIN_COSINE:
+                    fixed = False  # disagrees: never ask again
+                self._ort_fixed = fixed
+                self._ort_onnx = None if fixed is False else self._ort_onnx
+            return self._ort_fixed or self._ort
 
     def image_runtime(self) -> str:
         """``onnxruntime`` or ``torch``: what runs the image tower (decided on the first call,
@@ -597,6 +632,8 @@ class TorchEncoder(Encoder):
 
         wanted = self.requested_runtime
         report: dict[str, Any] = {"requested": wanted, "runtime": "torch"}
+        if precision == "int8":
+            return self._int8_runtime(report)
         if wanted == "torch":
             return {**report, "reason": f"{RUNTIME_ENV}=torch"}
         if precision != "fp32" or not self.device.startswith("cpu"):
@@ -611,7 +648,7 @@ class TorchEncoder(Encoder):
                                          "onnxruntime onnx`")
             return {**report, "reason": "onnxruntime/onnx not installed"}
         try:
-            self._ort, cosine = self._export_onnx()
+            self._ort, cosine = self._start_ort(*self._export_onnx())
         except Exception as exc:  # noqa: BLE001 - any exporter/runtime failure: torch still works
             if wanted == "onnx":
                 raise EncoderUnavailable(f"{self.spec}: ONNX export failed ({type(exc).__name__}: "
@@ -625,14 +662,46 @@ class TorchEncoder(Encoder):
         return {**report, "runtime": "onnxruntime", "min_cosine": cosine,
                 "reason": "fp32 on the CPU, onnxruntime installed"}
 
-    def _export_onnx(self) -> tuple[Any, float]:
-        """The image tower exported to ONNX in memory (batch axis dynamic) and loaded in an
-        ONNX Runtime session sized like torch's thread pool; with the smallest cosine between its
-        vectors and torch's on the probe batch."""
+    def _int8_runtime(self, report: dict[str, Any]) -> dict[str, Any]:
+        """``+int8``: the exported tower, quantized (``quantize_int8``), in ONNX Runtime; or
+        ``EncoderUnavailable`` saying why not (no ONNX Runtime, not the CPU,
+        ``MMREC_RUNTIME=torch``, or probe vectors below ``INT8_MIN_COSINE`` against the fp32
+        tower, with the figure)."""
+        from core.errors import EncoderUnavailable
+
+        head = f"{self.spec}: +int8 runs the image tower quantized in ONNX Runtime on the CPU"
+        if self.requested_runtime == "torch":
+            raise EncoderUnavailable(f"{head}; unset {RUNTIME_ENV}=torch or use +fp32")
+        if not self.device.startswith("cpu"):
+            raise EncoderUnavailable(f"{head}, not on {self.device}: use +bf16 or +fp32 there")
+        if not onnxruntime_installed():
+            raise EncoderUnavailable(f"{head}: `pip install onnxruntime onnx`, or use +fp32")
+        try:
+            model, probe = self._export_onnx()
+            model, n_quantized = quantize_int8(model)
+        except Exception as exc:  # noqa: BLE001 - int8 was asked for: say why it cannot run
+            raise EncoderUnavailable(f"{head}; exporting or quantizing it failed "
+                                     f"({type(exc).__name__}: {str(exc)[:200]}): use +fp32"
+                                     ) from exc
+        if not n_quantized:
+            raise EncoderUnavailable(
+                f"{head}, which quantizes matrix products (MatMul/Gemm); this tower has none "
+                "(its convolutions stay float, so it would be fp32 under another name): use +fp32")
+        self._ort, cosine = self._start_ort(model, probe)
+        if cosine < INT8_MIN_COSINE:
+            self._ort = None
+            raise EncoderUnavailable(
+                f"{head}; its vectors disagree with fp32 here (smallest probe cosine "
+                f"{cosine:.4f} < {INT8_MIN_COSINE}): use +fp32 for this encoder")
+        return {**report, "runtime": "onnxruntime", "min_cosine": cosine,
+                "reason": f"+int8: quantized tower, probe cosine ≥ {INT8_MIN_COSINE} with fp32"}
+
+    def _export_onnx(self) -> tuple[bytes, Any]:
+        """The image tower exported to ONNX in memory (batch axis ``n`` dynamic), with the probe
+        batch it was traced on."""
         import io
         import warnings
 
-        import onnxruntime as ort
         import torch
 
         encoder = self
@@ -658,13 +727,58 @@ class TorchEncoder(Encoder):
                 torch.onnx.export(Tower().eval(), (probe,), buf, dynamo=False, **kwargs)
             except TypeError:  # a torch without the dynamo switch: TorchScript is its exporter
                 torch.onnx.export(Tower().eval(), (probe,), buf, **kwargs)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 3
-        session = ort.InferenceSession(buf.getvalue(), options,
-                                       providers=["CPUExecutionProvider"])
+        return buf.getvalue(), probe
+
+    def _start_ort(self, onnx_bytes: bytes, probe: Any) -> tuple[Any, float]:
+        """An ONNX Runtime session of ``onnx_bytes`` (kept for the fixed-batch session, see
+        ``_ort_session_for``), with the smallest cosine between its vectors and the torch fp32
+        tower's on ``probe``."""
+        self._ort_onnx, self._ort_fixed = onnx_bytes, None
+        session = _ort_session(onnx_bytes)
         want = self._run(self._forward_images, probe, bf16=False)
         got = l2_normalise(session.run(None, {"pixels": probe.contiguous().numpy()})[0])
         return session, min_row_cosine(got, want)
+
+
+def quantize_int8(onnx_bytes: bytes) -> tuple[bytes, int]:
+    """An exported float tower with its MatMul/Gemm weights quantized to 8 bits (ONNX Runtime's
+    dynamic quantization: activations are quantized per batch, so there is no calibration set),
+    and how many of its products were quantized.
+
+    Weights are unsigned (u8 x u8): with signed weights, ONNX Runtime's x86 kernels without VNNI
+    multiply through 16-bit sums that can saturate (``VPMADDUBSW``); measured on ViT-B-32 here,
+    s8 weights gave probe cosines of 0.983-0.987 with fp32 and u8 weights 0.9998. Convolutions
+    stay in float: ONNX Runtime's integer convolution measured slower than its float one here.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="mmrec-int8-") as tmp:
+        src, pre, out = (Path(tmp) / name for name in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        src.write_bytes(onnx_bytes)
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        quantize_dynamic(str(pre), str(out), weight_type=QuantType.QUInt8,
+                         op_types_to_quantize=["MatMul", "Gemm"])
+        graph = onnx.load(str(out)).graph
+        integer_ops = ("MatMulInteger", "DynamicQuantizeMatMul", "QGemm", "MatMulIntegerToFloat")
+        return out.read_bytes(), sum(node.op_type in integer_ops for node in graph.node)
+
+
+def _ort_session(onnx_bytes: bytes, batch: int | None = None) -> Any:
+    """An ONNX Runtime CPU session of an exported image tower, sized like torch's thread pool;
+    with ``batch``, its batch axis (``n``) is fixed to that size."""
+    import onnxruntime as ort
+    import torch
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    if batch is not None:
+        options.add_free_dimension_override_by_name("n", batch)
+    return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])

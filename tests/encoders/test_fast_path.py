@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from core.encoders import create_encoder
+from core.encoders.precision import INT8_MIN_COSINE
 from core.encoders.runtime import read_image, split_transform
 from core.errors import EncoderUnavailable
 from tests.encoders.test_encoders import (
@@ -124,6 +125,62 @@ def test_onnxruntime_agrees_with_torch(tmp_path, spec):
     # batches of another size through the same session
     parts = [b.vectors for b in enc.image_batches(paths, batch_size=2)]
     assert_rows_agree(np.concatenate(parts), got, FAST_MIN_COS)
+
+
+@pytest.mark.parametrize("spec", ["cnn:efficientnet-lite0", "clip:ViT-S-32-alt/untrained"])
+def test_full_batches_run_in_a_fixed_batch_session_that_agrees(tmp_path, spec):
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed: torch runs the towers")
+    pytest.importorskip("onnx", reason="onnx not installed: the tower cannot be exported")
+    enc = create_encoder(spec + "+fp32").with_runtime("onnx")
+    enc.ort_image_batch = 2  # a fresh encoder (with_runtime): nothing else shares it
+    paths = list(_images(tmp_path))
+    paths = paths[:len(paths) - 1 + len(paths) % 2]  # an odd count: full batches, then one
+    assert len(paths) >= 3
+    batches = list(enc.image_batches(paths))
+    assert [len(b.positions) for b in batches][-1] == 1
+    report = enc.runtime_report
+    assert report["fixed_batch"] == 2 and report["fixed_batch_min_cosine"] >= FAST_MIN_COS
+    got = np.concatenate([b.vectors for b in batches])
+    assert_rows_agree(got, _old_path(enc, paths), FAST_MIN_COS)
+
+
+def test_int8_image_tower_agrees_with_fp32_and_is_its_own_identity(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed: +int8 needs it")
+    pytest.importorskip("onnx", reason="onnx not installed: the tower cannot be exported")
+    monkeypatch.delenv("MMREC_RUNTIME", raising=False)
+    spec = "clip:ViT-S-32-alt/untrained"
+    fp32, int8 = create_encoder(spec + "+fp32"), create_encoder(spec + "+int8")
+    assert int8.id == fp32.id.removesuffix("+fp32") + "+int8"  # never the fp32 cache rows
+    paths = _images(tmp_path)
+    got, want = int8.encode_images(paths), fp32.encode_images(paths)
+    report = int8.runtime_report
+    assert report["runtime"] == "onnxruntime" and report["min_cosine"] >= INT8_MIN_COSINE
+    assert_rows_agree(got, want, INT8_MIN_COSINE)
+    # quantized, not fp32 under another name
+    assert np.abs(got - want).max() > 1e-4
+    # the text tower is not quantized: its vectors are fp32's
+    texts = ["a bowl of ramen", "a red brick house"]
+    assert_rows_agree(int8.encode_texts(texts), fp32.encode_texts(texts), SAME_INPUT_MIN_COS)
+
+
+def test_int8_refuses_what_it_cannot_honour(tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed: +int8 needs it")
+    pytest.importorskip("onnx", reason="onnx not installed: the tower cannot be exported")
+    from core.encoders import runtime
+
+    paths = _images(tmp_path)[:1]
+    spec = "clip:ViT-S-32-alt/untrained+int8"
+    # vectors that disagree with fp32 beyond the threshold: refused, with the measured cosine
+    monkeypatch.setattr(runtime, "INT8_MIN_COSINE", 1.5)
+    vit = create_encoder(spec).with_runtime("auto")
+    with pytest.raises(EncoderUnavailable, match=r"disagree with fp32 here \(smallest probe"):
+        vit.encode_images(paths)
+    # a tower where nothing was quantized: refused, not fp32 under another name
+    monkeypatch.setattr(runtime, "quantize_int8", lambda model: (model, 0))
+    with pytest.raises(EncoderUnavailable, match="this tower has none"):
+        create_encoder(spec).with_runtime("auto").encode_images(paths)
+    with pytest.raises(EncoderUnavailable, match="MMREC_RUNTIME=torch"):
+        vit.with_runtime("torch").encode_images(paths)
 
 
 def test_runtime_setting_is_read_and_checked(monkeypatch):

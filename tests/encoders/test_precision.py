@@ -90,6 +90,13 @@ def test_suffixes_and_environment(monkeypatch):
         requested_precision("text:minilm")
     with pytest.raises(EncoderUnavailable, match=r"both \+bf16 and \+fp32"):
         split_precision("text:minilm+bf16+fp32")
+    assert split_precision("clip:X/y+int8+chunk") == ("clip:X/y+chunk", "int8")
+    assert requested_precision("clip:ViT-B-32/openai+int8") == "int8"
+    with pytest.raises(EncoderUnavailable, match=r"both \+fp32 and \+int8"):
+        split_precision("clip:X/y+int8+fp32")
+    for spec in ("text:minilm+int8", "cnn:efficientnet-lite0+int8"):
+        with pytest.raises(EncoderUnavailable, match=r"\+int8 quantizes the matrix products"):
+            create_encoder(spec)
 
 
 def test_ids_end_in_the_precision_without_loading(monkeypatch):

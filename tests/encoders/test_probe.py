@@ -148,3 +148,37 @@ def test_torchvision_weight_files_are_torchvisions_defaults(monkeypatch, tmp_pat
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         assert torch_hub_dir() == Path(torch.hub.get_dir())
+
+
+def test_hub_cache_lookup_equals_huggingface_hubs(tmp_path: Path, monkeypatch):
+    """``hf_cached_file`` reads the hub cache's files itself (no huggingface_hub import on the
+    first page): same folder as huggingface_hub resolves from the environment, same hits."""
+    from huggingface_hub import try_to_load_from_cache
+
+    from core.encoders.weights import hf_cached_file, hf_hub_cache
+
+    for env in ({}, {"HF_HOME": str(tmp_path / "hf")}, {"XDG_CACHE_HOME": str(tmp_path / "x")},
+                {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hub")}):
+        full = {**_private_home(tmp_path / "home"), **env}
+        theirs = _run("import json; from huggingface_hub import constants; "
+                      "print(json.dumps(constants.HF_HUB_CACHE))", full)
+        for key in ("HOME", "HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "XDG_CACHE_HOME"):
+            monkeypatch.delenv(key, raising=False)
+            if key in full:
+                monkeypatch.setenv(key, full[key])
+        assert hf_hub_cache() == Path(theirs)
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    for key in ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(key, raising=False)
+    _hf_file(home, "org/model", "config.json")
+    no_refs = home / ".cache" / "huggingface" / "hub" / "models--org--norefs" / "snapshots" / "a"
+    no_refs.mkdir(parents=True)
+    (no_refs / "config.json").write_text("{}")
+    cache = hf_hub_cache()
+    for repo, name in [("org/model", "config.json"), ("org/model", "weights.bin"),
+                       ("org/norefs", "config.json"), ("org/absent", "config.json")]:
+        hit = try_to_load_from_cache(repo, name, cache_dir=str(cache))
+        assert hf_cached_file(repo, [name]) == (hit if isinstance(hit, str) else None), repo
+    assert hf_cached_file("org/model", ["weights.bin", "config.json"]).endswith("config.json")

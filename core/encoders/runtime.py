@@ -330,7 +330,7 @@ class TorchEncoder(Encoder):
         self._runtime_lock = threading.Lock()
         self._pixel_pipeline: PixelPipeline | None = None
         self._ort: Any = None
-        self._ort_onnx: bytes | None = None  # the exported tower, until its fixed-batch session
+        self._ort_onnx: str | None = None  # the exported tower's file, until its fixed session
         self._ort_fixed: Any = None  # that session (False: it disagreed; see _ort_session_for)
 
     def with_runtime(self, runtime: str) -> TorchEncoder:
@@ -612,7 +612,9 @@ class TorchEncoder(Encoder):
                 if cosine < ORT_MIN_COSINE:
                     fixed = False  # disagrees: never ask again
                 self._ort_fixed = fixed
-                self._ort_onnx = None if fixed is False else self._ort_onnx
+                # built once, for the first full batch's size: the file is not needed again
+                _remove_quietly(self._ort_onnx)
+                self._ort_onnx = None
             return self._ort_fixed or self._ort
 
     def image_runtime(self) -> str:
@@ -730,10 +732,19 @@ class TorchEncoder(Encoder):
         return buf.getvalue(), probe
 
     def _start_ort(self, onnx_bytes: bytes, probe: Any) -> tuple[Any, float]:
-        """An ONNX Runtime session of ``onnx_bytes`` (kept for the fixed-batch session, see
-        ``_ort_session_for``), with the smallest cosine between its vectors and the torch fp32
-        tower's on ``probe``."""
-        self._ort_onnx, self._ort_fixed = onnx_bytes, None
+        """An ONNX Runtime session of ``onnx_bytes``, with the smallest cosine between its
+        vectors and the torch fp32 tower's on ``probe``. The graph waits in a temporary file
+        (removed with the encoder, or at exit) for the fixed-batch session (``_ort_session_for``),
+        rather than in memory: ViT-B-32's is 350 MB, and a process that only ever encodes single
+        photos never builds that session."""
+        import tempfile
+        import weakref
+
+        fd, path = tempfile.mkstemp(prefix="mmrec-tower-", suffix=".onnx")
+        with os.fdopen(fd, "wb") as f:
+            f.write(onnx_bytes)
+        weakref.finalize(self, _remove_quietly, path)
+        self._ort_onnx, self._ort_fixed = path, None
         session = _ort_session(onnx_bytes)
         want = self._run(self._forward_images, probe, bf16=False)
         got = l2_normalise(session.run(None, {"pixels": probe.contiguous().numpy()})[0])
@@ -768,9 +779,16 @@ def quantize_int8(onnx_bytes: bytes) -> tuple[bytes, int]:
         return out.read_bytes(), sum(node.op_type in integer_ops for node in graph.node)
 
 
-def _ort_session(onnx_bytes: bytes, batch: int | None = None) -> Any:
-    """An ONNX Runtime CPU session of an exported image tower, sized like torch's thread pool;
-    with ``batch``, its batch axis (``n``) is fixed to that size."""
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _ort_session(onnx: bytes | str, batch: int | None = None) -> Any:
+    """An ONNX Runtime CPU session of an exported image tower (its bytes or its file), sized like
+    torch's thread pool; with ``batch``, its batch axis (``n``) is fixed to that size."""
     import onnxruntime as ort
     import torch
 
@@ -781,4 +799,4 @@ def _ort_session(onnx_bytes: bytes, batch: int | None = None) -> Any:
     options.log_severity_level = 3
     if batch is not None:
         options.add_free_dimension_override_by_name("n", batch)
-    return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])

@@ -91,30 +91,37 @@ def parse_spec(spec: str) -> tuple[str, str]:
 def load_dataset(
     spec: str, cache_dir: str | Path | None = None, options: LoadOptions | None = None
 ) -> Dataset:
-    """Load a dataset from its spec (see the module docstring); filters come from ``options``."""
+    """Load a dataset from its spec (see the module docstring); filters come from ``options``.
+
+    A folder source (``demo``, ``yelp:``, ``movielens:``, ``mmrec:``) is read back from its
+    snapshot in ``<cache>/datasets`` while its files, the options and the loader code are
+    unchanged (``core.data.snapshot``; ``MMREC_DATASET_SNAPSHOTS=0`` turns that off).
+    """
     from core.config import cache_dir as resolve_cache
+    from core.data import snapshot
 
     options = options or LoadOptions()
     source, arg = parse_spec(spec)
+    cache_root = resolve_cache(cache_dir)
     if source == "demo":
         from core.data.demo import ensure_demo
         from core.data.yelp import load_yelp
 
-        root = ensure_demo(resolve_cache(cache_dir) / "demo")
-        ds = load_yelp(root, replace(options), name="demo")
-        return ds
+        root = ensure_demo(cache_root / "demo")
+        return snapshot.cached(spec, options, root, cache_root,
+                               lambda: load_yelp(root, replace(options), name="demo"))
     if source == "yelp":
-        from core.data.yelp import load_yelp
+        from core.data.yelp import load_yelp as load
+    elif source == "movielens":
+        from core.data.movielens import load_movielens as load
+    elif source == "mmrec":
+        from core.data.mmrec import load_mmrec as load
+    else:
+        from core.data.csvtable import load_csv
 
-        return load_yelp(Path(arg), options, name=spec)
-    if source == "movielens":
-        from core.data.movielens import load_movielens
-
-        return load_movielens(Path(arg), options, name=spec)
-    if source == "mmrec":
-        from core.data.mmrec import load_mmrec
-
-        return load_mmrec(Path(arg), options, name=spec)
-    from core.data.csvtable import load_csv
-
-    return load_csv(Path(arg), options, name=spec)
+        return load_csv(Path(arg), options, name=spec)
+    root = Path(arg)
+    if not root.is_dir():  # the loader says what is wrong with it
+        return load(root, options, name=spec)
+    return snapshot.cached(spec, options, root, cache_root,
+                           lambda: load(root, options, name=spec))

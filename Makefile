@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(PY) -m core datasets describe demo --cache-dir $(CACHE)
 
 app: $(STAMP) demo
-	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) \
+	$(PY) -m app_pages --server.address 127.0.0.1 --server.port $(PORT) \
 		--server.headless true --browser.gatherUsageStats false
 
 test: $(STAMP)

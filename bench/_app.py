@@ -26,15 +26,17 @@ def free_port() -> int:
 @contextmanager
 def app_server(env: Mapping[str, str], log_path: Path,
                start_timeout: float = 120.0) -> Iterator[tuple[int, subprocess.Popen]]:
-    """A new ``streamlit run app.py`` server (environment ``env``, output to ``log_path``):
+    """A new app server as ``make app`` starts it (``python -m app_pages``: ``streamlit run
+    app.py`` with the pages' modules imported before it listens; environment ``env``, output to
+    ``log_path``):
     yields ``(port, process)`` once its port accepts connections, and stops it on leaving.
 
     Raises ``RuntimeError`` with the end of the log when it exits or is not up in time."""
     port = free_port()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-             "--server.port", str(port), "--server.address", "127.0.0.1",
+            [sys.executable, "-m", "app_pages", "--server.port", str(port),
+             "--server.address", "127.0.0.1",
              "--server.headless", "true", "--browser.gatherUsageStats", "false",
              "--server.fileWatcherType", "none"],
             cwd=ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT)

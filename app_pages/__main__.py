@@ -13,7 +13,8 @@ from pathlib import Path
 
 #: Imported before the server starts (what the pages import; never torch).
 WARM_MODULES = (
-    "pandas", "plotly.express", "plotly.graph_objects", "app_pages._ui", "app_pages._item_ui",
+    "pandas", "duckdb", "plotly.express", "plotly.graph_objects", "app_pages._ui",
+    "app_pages._item_ui",
     "core.lab", "core.lab.search", "core.projection", "core.evaluation.metrics",
     "streamlit.material_icon_names",
 )
@@ -21,9 +22,21 @@ WARM_MODULES = (
 
 def main(argv: list[str] | None = None) -> int:
     import importlib
+    import logging
 
-    for name in WARM_MODULES:
-        importlib.import_module(name)
+    # st.cache_data checks its options when a page module defines a cached function and, with no
+    # runtime yet, logs that it falls back to memory storage; the storage itself is taken from
+    # the runtime on the first call, so that warning does not apply here
+    import streamlit.runtime.caching.cache_data_api  # noqa: F401 - its logger, configured
+
+    quiet = logging.getLogger("streamlit.runtime.caching.cache_data_api")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        for name in WARM_MODULES:
+            importlib.import_module(name)
+    finally:
+        quiet.setLevel(level)
     from streamlit.web import cli
 
     app = Path(__file__).resolve().parents[1] / "app.py"

@@ -238,9 +238,9 @@ def _int8_encoder(spec: str):
 
 def _min_cosine(a, b, paths: list[str]) -> float:
     """Smallest cosine between the vectors two encoders give the same photos."""
-    import numpy as np
+    from core.encoders.runtime import min_row_cosine
 
-    return float(np.min(np.sum(a.encode_images(paths) * b.encode_images(paths), axis=1)))
+    return min_row_cosine(a.encode_images(paths), b.encode_images(paths))
 
 
 def cold_warm(ds, cache: Path) -> list[str]:

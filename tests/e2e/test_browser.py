@@ -62,8 +62,9 @@ def server(cache: Path):
     env = {**os.environ, "MMREC_CACHE_DIR": str(cache), "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1"}
     log = open(cache / "server.log", "w")
+    # as `make app` starts it (test_map_browser.py starts plain `streamlit run app.py`)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+        [sys.executable, "-m", "app_pages",
          "--server.port", str(port), "--server.address", "127.0.0.1",
          "--server.headless", "true", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none"],
